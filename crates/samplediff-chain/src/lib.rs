@@ -1,0 +1,1 @@
+//! ComfyUI's sampling chain in burn (issue 3).

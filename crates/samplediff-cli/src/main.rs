@@ -1,0 +1,48 @@
+//! `samplediff`: compare diffusion-sampling tensors, reproduce ComfyUI's chain, explain differences.
+//!
+//! Exit codes are a contract: 0 success / match, 1 mismatch, 2 any error (one line on stderr).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "samplediff", version, about = "Find where two diffusion sampling runs part, and why.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare the tensors of two files (safetensors, .latent, .pt, .npy/.npz).
+    Compare(cmd::compare::Args),
+    /// The main job on bundled data: the seed's two runs, the report and the explanation.
+    Demo(cmd::demo::Args),
+    /// ComfyUI's initial noise (torch CPU randn) for a seed and shape.
+    Noise(cmd::noise::Args),
+    /// ComfyUI's sigma schedule for a scheduler, shift and step count.
+    Sigmas(cmd::sigmas::Args),
+    /// Re-drive a recorded workflow through the reference chain with its recorded model outputs.
+    Replay(cmd::replay::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(a) => cmd::compare::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Noise(a) => cmd::noise::run(a),
+        Command::Sigmas(a) => cmd::sigmas::run(a),
+        Command::Replay(a) => cmd::replay::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("samplediff: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

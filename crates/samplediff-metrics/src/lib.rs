@@ -1,0 +1,1 @@
+//! Difference metrics (issue 2).

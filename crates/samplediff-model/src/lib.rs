@@ -1,0 +1,1 @@
+//! Qwen-Image DiT (issue 4).

@@ -1,0 +1,1 @@
+//! Bridge between samplediff-formats tensors and burn tensors.
