@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or in CI: installs what it needs, then runs every stage.
+#   bash tests/run.sh            # everything
+#   STAGES="rust wasm" bash tests/run.sh   # a subset
+# Installs (idempotent): the wasm32 target, Debian's lavapipe Vulkan driver (burn-wgpu on the CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAGES=${STAGES:-"setup rust wasm"}
+
+# One cargo target dir: reuse one outside the clone when it exists (CI on this machine), never require it.
+if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
+export CARGO_TERM_COLOR=never
+# burn-wgpu on lavapipe needs a runtime dir; WGPU picks the Vulkan CPU adapter.
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/samplediff-xdg}; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
+
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+step() { echo; echo "=== $* ($(date +%T))"; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+
+if has setup; then
+  step "setup"
+  rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  if ! ldconfig -p | grep -q libvulkan.so.1 || [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  fi
+fi
+
+if has rust; then
+  step "rust: cargo test (workspace, debug build on optimised dependencies)"
+  cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/samplediff-cargo-test.log"
+fi
+
+if has wasm; then
+  step "wasm: core crates build for wasm32-unknown-unknown"
+  cargo build --target wasm32-unknown-unknown \
+    -p samplediff-formats -p samplediff-tensor -p samplediff-metrics -p samplediff-chain -p samplediff-model
+fi
+
+step "done"
