@@ -111,12 +111,6 @@ pub enum ScheduleError {
     TooManySteps { steps: usize, denoise: f64, needed: f64 },
 }
 
-impl From<ScheduleError> for crate::error::ChainError {
-    fn from(e: ScheduleError) -> Self {
-        crate::error::ChainError::Invalid(e.to_string())
-    }
-}
-
 /// `comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)`: `steps + 1` values ending
 /// in 0 (fewer for `beta`, which skips repeated table indices). `steps` must be at least 1.
 pub fn calculate_sigmas(ms: &ModelSampling, scheduler: Scheduler, steps: usize) -> Vec<f32> {

@@ -35,12 +35,6 @@ pub enum NoiseError {
     RankMismatch { shape: Vec<usize>, want: usize },
 }
 
-impl From<NoiseError> for crate::error::ChainError {
-    fn from(e: NoiseError) -> Self {
-        crate::error::ChainError::Invalid(e.to_string())
-    }
-}
-
 /// Noise values in row-major order with their shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Noise {
