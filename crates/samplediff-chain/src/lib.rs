@@ -5,6 +5,7 @@ pub mod model_sampling;
 pub mod rng;
 pub mod schedule;
 
+pub mod lora;
 pub mod error;
 pub mod denoiser;
 pub mod cfg;
