@@ -20,12 +20,14 @@
 //! (the post-CFG view: `x`, `sigma`, `cond_denoised`, `uncond_denoised`, `denoised`), which is what a
 //! trace records as `stepNNN.*` and `callNNN.*`.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::cfg::Guidance;
 use crate::denoiser::{Denoiser, ModelCall};
 use crate::error::{ChainError, Result};
 use crate::latent_format::LatentFormat;
+use crate::model_sampling::ModelSampling;
+use crate::rng::{CudaDevice, CudaPhiloxGenerator, TorchCpuGenerator, prepare_noise};
 use crate::sampler::{Sampler, SamplingContext, StepInfo};
 
 /// A LATENT's samples as ComfyUI holds them: 4-D images or 5-D videos.
@@ -114,22 +116,13 @@ pub fn fix_empty_latent_channels(format: LatentFormat, latent: &Latent) -> Tenso
     t
 }
 
-/// ComfyUI's ModelSamplingDiscreteFlow `percent_to_sigma` (Python float math).
-fn flow_percent_to_sigma(shift: f64, percent: f64) -> f64 {
-    if percent <= 0.0 {
-        return 1.0;
-    }
-    if percent >= 1.0 {
-        return 0.0;
-    }
-    let t = 1.0 - percent;
-    if shift == 1.0 { t } else { shift * t / (1.0 + (shift - 1.0) * t) }
-}
-
 /// The noise a run starts from.
 #[derive(Debug, Clone)]
 pub enum InitialNoise {
-    /// Noise of the fixed latent's shape (e.g. from [`crate::rng::prepare_noise`]).
+    /// ComfyUI's `prepare_noise(latent, seed, batch_index)`: torch CPU `randn` of the fixed
+    /// latent's shape (one draw per batch slot when the LATENT has a `batch_index`).
+    Seed { seed: u64, batch_index: Option<Vec<i64>> },
+    /// Noise of the fixed latent's shape, made elsewhere.
     Tensor(Tensor<5>),
     /// KSamplerAdvanced's `add_noise = disable`: zeros.
     Zeros,
@@ -151,9 +144,9 @@ pub struct KSampler {
     /// CFG scale and the post-CFG functions (a CFGNorm node adds one).
     pub guidance: Guidance,
     pub latent_format: LatentFormat,
-    /// The flow shift of the model sampling (ModelSamplingAuraFlow/SD3 `shift`); only dpmpp_2m_sde
-    /// reads it, through `percent_to_sigma`.
-    pub shift: f64,
+    /// The model sampling (shift, multiplier); the samplers read only its `percent_to_sigma`
+    /// (dpmpp_2m_sde), the sigmas come from the caller.
+    pub model_sampling: ModelSampling,
 }
 
 impl KSampler {
@@ -171,6 +164,18 @@ impl KSampler {
             return Ok(self.restore_rank(latent, fixed));
         }
         let noise = match noise {
+            InitialNoise::Seed { seed, batch_index } => {
+                let noise = prepare_noise(seed, &fixed.dims(), batch_index.as_deref())
+                    .map_err(|e| ChainError::invalid(format!("initial noise: {e}")))?;
+                if noise.shape != fixed.dims() {
+                    return Err(ChainError::invalid(format!(
+                        "batch_index gives noise of shape {:?} for a latent of shape {:?}",
+                        noise.shape,
+                        fixed.dims()
+                    )));
+                }
+                noise.to_tensor::<5>(&fixed.device()).map_err(|e| ChainError::invalid(format!("initial noise: {e}")))?
+            }
             InitialNoise::Tensor(n) => {
                 if n.dims() != fixed.dims() {
                     return Err(ChainError::invalid(format!(
@@ -209,7 +214,7 @@ impl KSampler {
             guidance: &mut self.guidance,
             observer: hooks.observer,
             noise_sampler: hooks.noise_sampler,
-            shift: self.shift,
+            model_sampling: &self.model_sampling,
             calls: 0,
         };
         let samples = self.sampler.sample(&mut ctx, x, sigmas)?;
@@ -231,7 +236,7 @@ struct ChainContext<'a, 'h> {
     guidance: &'a mut Guidance,
     observer: Option<&'h mut dyn Observer>,
     noise_sampler: Option<&'h mut dyn NoiseSampler>,
-    shift: f64,
+    model_sampling: &'a ModelSampling,
     calls: usize,
 }
 
@@ -282,12 +287,55 @@ impl SamplingContext for ChainContext<'_, '_> {
     }
 
     fn percent_to_sigma(&self, percent: f64) -> f64 {
-        flow_percent_to_sigma(self.shift, percent)
+        self.model_sampling.percent_to_sigma(percent)
     }
 
     fn on_step(&mut self, info: &StepInfo<'_>) {
         if let Some(obs) = self.observer.as_deref_mut() {
             obs.on_step(info);
         }
+    }
+}
+
+/// ComfyUI's `default_noise_sampler(x, seed)` for a latent on the CPU: a
+/// `torch.Generator("cpu")` seeded with `seed`, one `randn` of `x`'s shape per call.
+#[derive(Debug, Clone)]
+pub struct TorchCpuNoiseSampler {
+    generator: TorchCpuGenerator,
+}
+
+impl TorchCpuNoiseSampler {
+    pub fn new(seed: u64) -> Self {
+        Self { generator: TorchCpuGenerator::manual_seed(seed) }
+    }
+}
+
+impl NoiseSampler for TorchCpuNoiseSampler {
+    fn sample(&mut self, x: &Tensor<5>, _sigma: f32, _sigma_next: f32) -> Result<Tensor<5>> {
+        let dims = x.dims();
+        let values = self.generator.randn(dims.iter().product());
+        Ok(Tensor::from_data(TensorData::new(values, dims), &x.device()))
+    }
+}
+
+/// ComfyUI's `default_noise_sampler(x, seed)` for a latent on an NVIDIA GPU: the CUDA Philox
+/// generator seeded with `seed` (emulated; see [`crate::rng::philox`] for its float32 caveat).
+#[derive(Debug, Clone)]
+pub struct CudaPhiloxNoiseSampler {
+    generator: CudaPhiloxGenerator,
+    device: CudaDevice,
+}
+
+impl CudaPhiloxNoiseSampler {
+    pub fn new(seed: u64, device: CudaDevice) -> Self {
+        Self { generator: CudaPhiloxGenerator::manual_seed(seed), device }
+    }
+}
+
+impl NoiseSampler for CudaPhiloxNoiseSampler {
+    fn sample(&mut self, x: &Tensor<5>, _sigma: f32, _sigma_next: f32) -> Result<Tensor<5>> {
+        let dims = x.dims();
+        let values = self.generator.randn_f32(dims.iter().product(), self.device);
+        Ok(Tensor::from_data(TensorData::new(values, dims), &x.device()))
     }
 }

@@ -18,9 +18,11 @@ use serde_json::Value;
 use crate::cfg::{CfgNorm, Guidance, PostCfg};
 use crate::denoiser::{Denoiser, ModelCall, ModelOutput, Predictions};
 use crate::error::{ChainError, Result};
-use crate::ksampler::{CallInfo, Hooks, InitialNoise, KSampler, Latent, NoiseSampler, Observer};
+use crate::ksampler::{CallInfo, Hooks, InitialNoise, KSampler, Latent, NoiseSampler, Observer, TorchCpuNoiseSampler};
 use crate::latent_format::LatentFormat;
+use crate::model_sampling::ModelSampling;
 use crate::sampler::{Sampler, StepInfo};
+use crate::schedule::{ScheduleError, Scheduler, ksampler_sigmas};
 
 /// A named float32 array in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +179,22 @@ impl RecordedRun {
         Ok(sigmas)
     }
 
+    /// The run's model sampling: what the ModelSamplingAuraFlow node installs for its shift.
+    pub fn model_sampling(&self) -> ModelSampling {
+        ModelSampling::aura_flow(self.settings.shift)
+    }
+
+    /// The run's schedule, recomputed from its settings like ComfyUI's KSampler does.
+    pub fn sigmas(&self) -> Result<Vec<f32>> {
+        let scheduler: Scheduler = self
+            .settings
+            .scheduler
+            .parse()
+            .map_err(|e: ScheduleError| ChainError::Trace(e.to_string()))?;
+        ksampler_sigmas(&self.model_sampling(), scheduler, self.settings.steps, self.settings.denoise, &self.settings.sampler)
+            .map_err(|e| ChainError::Trace(e.to_string()))
+    }
+
     /// The KSampler settings of this run: its sampler, cfg, a CFGNorm if it had one, Wan 2.1.
     pub fn ksampler(&self) -> Result<KSampler> {
         let mut guidance = Guidance::new(self.settings.cfg);
@@ -187,7 +205,7 @@ impl RecordedRun {
             sampler: Sampler::from_name(&self.settings.sampler)?,
             guidance,
             latent_format: LatentFormat::Wan21,
-            shift: self.settings.shift,
+            model_sampling: self.model_sampling(),
         })
     }
 }
@@ -262,6 +280,8 @@ impl Observer for Trace {
 /// Where a replay starts.
 #[derive(Debug, Clone)]
 pub enum ReplayStart {
+    /// The full KSampler path from `latent_in`, with ComfyUI's initial noise for the run's seed.
+    Seed,
     /// The full KSampler path from `latent_in` with this initial noise.
     Noise(Tensor<5>),
     /// From the recorded, already noise-scaled `call000.x` (skips noise and noise scaling).
@@ -292,11 +312,18 @@ impl Replayed {
     }
 }
 
-/// Drives the chain with the run's recorded predictions.
-///
-/// `sigmas` is the run's schedule; `noise_sampler` serves stochastic samplers (ComfyUI's
-/// per-step noise; for the recorded CPU runs, a CPU generator seeded with the run's seed).
-pub fn replay(
+/// Replays the run the way ComfyUI ran it: its recomputed schedule, the initial noise of its
+/// seed, and (for stochastic samplers) per-step noise from a CPU generator seeded with its seed,
+/// as the recorded `--cpu` runs drew it.
+pub fn replay(run: &RecordedRun) -> Result<Replayed> {
+    let sigmas = run.sigmas()?;
+    replay_with(run, &sigmas, ReplayStart::Seed, None)
+}
+
+/// Drives the chain with the run's recorded predictions from `start` along `sigmas`.
+/// `noise_sampler` overrides the per-step noise of stochastic samplers (default: a CPU generator
+/// seeded with the run's seed).
+pub fn replay_with(
     run: &RecordedRun,
     sigmas: &[f32],
     start: ReplayStart,
@@ -305,20 +332,24 @@ pub fn replay(
     let mut ksampler = run.ksampler()?;
     let mut denoiser = ReplayDenoiser::new(&run.calls);
     let mut trace = Trace::default();
-    // Reborrow so the hooks live only as long as this call's borrow of `trace`.
+    let mut cpu_noise = TorchCpuNoiseSampler::new(run.settings.seed);
     let noise_sampler: Option<&mut dyn NoiseSampler> = match noise_sampler {
         Some(n) => Some(n),
+        None if ksampler.sampler.is_stochastic() => Some(&mut cpu_noise),
         None => None,
     };
     let hooks = Hooks { observer: Some(&mut trace), noise_sampler };
-    let latent_out = match start {
-        ReplayStart::Noise(noise) => {
-            match ksampler.sample(&mut denoiser, &run.latent_in, InitialNoise::Tensor(noise), sigmas, hooks)? {
-                Latent::Video(t) => t,
-                Latent::Image(t) => t.unsqueeze_dim(2),
-            }
-        }
-        ReplayStart::RecordedX => ksampler.sample_from(&mut denoiser, run.calls[0].x.clone(), sigmas, hooks)?,
+    let initial = match start {
+        ReplayStart::Seed => Some(InitialNoise::Seed { seed: run.settings.seed, batch_index: None }),
+        ReplayStart::Noise(noise) => Some(InitialNoise::Tensor(noise)),
+        ReplayStart::RecordedX => None,
+    };
+    let latent_out = match initial {
+        Some(noise) => match ksampler.sample(&mut denoiser, &run.latent_in, noise, sigmas, hooks)? {
+            Latent::Video(t) => t,
+            Latent::Image(t) => t.unsqueeze_dim(2),
+        },
+        None => ksampler.sample_from(&mut denoiser, run.calls[0].x.clone(), sigmas, hooks)?,
     };
     if trace.calls.len() != run.calls.len() {
         return Err(ChainError::Trace(format!(

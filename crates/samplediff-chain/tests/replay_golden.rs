@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use samplediff_chain::replay::{NamedTensor, RecordedRun, ReplayStart, compare, replay};
+use samplediff_chain::replay::{NamedTensor, RecordedRun, ReplayStart, compare, replay, replay_with};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/comfyui")
@@ -32,21 +32,47 @@ fn load(path: &PathBuf, device: &Device) -> RecordedRun {
     RecordedRun::from_tensors(tensors, &file.metadata, device).unwrap()
 }
 
+fn name(path: &PathBuf) -> &str {
+    path.file_name().unwrap().to_str().unwrap()
+}
+
+/// The whole chain: scheduler, seed noise, process_in, noise scaling, CFG + CFGNorm, sampler,
+/// inverse noise scaling, process_out. Every step, call and the output latent: max abs 0.
+#[test]
+fn full_replay_is_bit_identical_on_flex() {
+    let device = Device::flex();
+    for path in workflows() {
+        let run = load(&path, &device);
+        let replayed = replay(&run).unwrap();
+        let cmp = compare(&run, &replayed).unwrap();
+        for c in cmp.iter().filter(|c| c.max_abs != 0.0) {
+            eprintln!("{}: {} max abs {:e}", name(&path), c.name, c.max_abs);
+        }
+        eprintln!("{}: {} tensors compared", name(&path), cmp.len());
+        assert_eq!(cmp.len(), 2 * run.steps.len() + 2 * run.calls.len() + 1);
+        assert!(cmp.iter().all(|c| c.max_abs == 0.0), "{} differs from ComfyUI", name(&path));
+    }
+}
+
+/// The recomputed schedule is exactly the sigma ComfyUI passed to each model call.
+#[test]
+fn recomputed_schedule_matches_recorded_call_sigmas() {
+    let device = Device::flex();
+    for path in workflows() {
+        let run = load(&path, &device);
+        assert_eq!(run.sigmas().unwrap(), run.sigmas_from_calls().unwrap(), "{}", name(&path));
+    }
+}
+
+/// Starting from the recorded `call000.x` isolates sampler + guidance from noise generation.
 #[test]
 fn replay_from_recorded_start_is_bit_identical() {
     let device = Device::flex();
     for path in workflows() {
         let run = load(&path, &device);
         let sigmas = run.sigmas_from_calls().unwrap();
-        let replayed = replay(&run, &sigmas, ReplayStart::RecordedX, None).unwrap();
+        let replayed = replay_with(&run, &sigmas, ReplayStart::RecordedX, None).unwrap();
         let cmp = compare(&run, &replayed).unwrap();
-        let worst = cmp.iter().fold(0.0f32, |w, c| w.max(c.max_abs));
-        for c in &cmp {
-            if c.max_abs != 0.0 {
-                eprintln!("{}: {} max abs {:e}", path.display(), c.name, c.max_abs);
-            }
-        }
-        eprintln!("{}: {} tensors, worst {worst:e}", path.file_name().unwrap().to_str().unwrap(), cmp.len());
-        assert!(cmp.iter().all(|c| c.max_abs == 0.0), "{} differs from ComfyUI", path.display());
+        assert!(cmp.iter().all(|c| c.max_abs == 0.0), "{} differs from ComfyUI", name(&path));
     }
 }
