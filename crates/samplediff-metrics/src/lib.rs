@@ -1,1 +1,34 @@
-//! Difference metrics (issue 2).
+//! Difference metrics between two tensors, computed on burn tensors on any device, and the
+//! compare report (issue 2).
+//!
+//! * [`compare_tensors`]: one pair (B is the reference) -> [`TensorReport`]: closeness verdict
+//!   under torch's tolerances ([`tolerance`]), absolute / relative / floored-relative errors,
+//!   cosine, Pearson, SNR, NaN/Inf accounting, ULP distance, percentiles, a decade histogram,
+//!   the worst elements, per-channel statistics with the affine fit b ~ scale*a + shift, per
+//!   frame statistics, and [`hints`].
+//! * [`compare_files`]: two [`TensorFile`](samplediff_formats::TensorFile)s -> [`CompareReport`]
+//!   (pairing by name or `--pair`, verdict, ranking).
+//! * [`render`]: the terminal report; [`CompareReport::to_json`]: the stable JSON.
+//! * [`maps`]: per-channel |a-b| maps for heatmaps.
+//!
+//! No filesystem, no threads: builds for wasm32-unknown-unknown.
+
+mod compare;
+mod device_ops;
+mod error;
+pub mod hints;
+pub mod maps;
+mod options;
+mod pairing;
+pub mod quantiles;
+pub mod render;
+pub mod report;
+mod slices;
+pub mod tolerance;
+pub mod ulp;
+
+pub use compare::{compare_tensors, pair_name, unravel};
+pub use error::{MetricsError, Result};
+pub use options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
+pub use pairing::{assemble, compare_files, match_tensors, parse_pair};
+pub use report::{CompareReport, Status, TensorReport, Verdict};

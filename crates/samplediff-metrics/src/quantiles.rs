@@ -1,0 +1,112 @@
+//! Percentiles and the decade histogram of |a-b|, both from one sort of the errors.
+
+use burn::tensor::Tensor;
+
+use crate::device_ops::{indices, read_counts, read_floats};
+use crate::report::{Histogram, HistogramBin, Percentiles};
+use crate::Result;
+
+/// The quantiles reported, as fractions (p50, p90, p99, p99.9).
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// At most this many decades in the histogram; smaller non-zero errors fall in the first bin.
+pub const MAX_DECADES: i32 = 40;
+
+/// Percentiles and histogram of `errors` (non-negative, finite, at least one element).
+pub fn error_distribution(errors: Tensor<1>) -> Result<(Percentiles, Histogram)> {
+    let n = errors.dims()[0];
+    let device = errors.device();
+    let sorted = errors.sort(0);
+
+    // numpy 'linear': virtual index (n-1)q, neighbours floor and floor+1 (clipped).
+    let positions: Vec<(usize, usize, f64)> = QUANTILES
+        .iter()
+        .map(|&q| {
+            let v = (n - 1) as f64 * q;
+            let lo = v.floor();
+            ((lo as usize).min(n - 1), (lo as usize + 1).min(n - 1), v - lo)
+        })
+        .collect();
+    let mut idx: Vec<i64> = positions.iter().flat_map(|&(lo, hi, _)| [lo as i64, hi as i64]).collect();
+    idx.push(n as i64 - 1);
+    let picked = sorted.clone().select(0, indices(idx, &device));
+    let zero_count = sorted.clone().equal_elem(0.0).int().sum();
+    let (vals, zero) = (read_floats(vec![picked])?, read_counts(vec![zero_count])?[0]);
+
+    let q: Vec<f64> = positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(vals[2 * i], vals[2 * i + 1], t)).collect();
+    let percentiles = Percentiles { p50: q[0], p90: q[1], p99: q[2], p999: q[3] };
+
+    let max = vals[vals.len() - 1];
+    let histogram = if zero as usize == n {
+        Histogram { zero, bins: vec![] }
+    } else {
+        let min_nonzero = read_floats(vec![sorted.clone().slice([zero as usize..zero as usize + 1])])?[0];
+        decade_histogram(&sorted, n, zero, min_nonzero, max)?
+    };
+    Ok((percentiles, histogram))
+}
+
+/// numpy's `_lerp`: a + (b-a)t, computed from the far end when t >= 0.5 (exact at t = 1).
+pub fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    let d = b - a;
+    if t >= 0.5 { b - d * (1.0 - t) } else { a + d * t }
+}
+
+/// 10^k as the nearest f64 (the same number as the literal `1e{k}`).
+pub fn pow10(k: i32) -> f64 {
+    format!("1e{k}").parse().expect("valid literal")
+}
+
+/// The k with 10^k <= x < 10^(k+1), for finite x > 0.
+pub fn decade(x: f64) -> i32 {
+    let mut k = x.log10().floor() as i32;
+    while pow10(k) > x {
+        k -= 1;
+    }
+    while pow10(k + 1) <= x {
+        k += 1;
+    }
+    k
+}
+
+fn decade_histogram(sorted: &Tensor<1>, n: usize, zero: u64, min_nonzero: f64, max: f64) -> Result<Histogram> {
+    let hi_k = decade(max);
+    let lo_k = decade(min_nonzero).max(hi_k - MAX_DECADES + 1);
+    // Count of errors below each inner edge 10^(lo_k+1) .. 10^hi_k; the outer edges are known.
+    let inner: Vec<i32> = (lo_k + 1..=hi_k).collect();
+    let below = if inner.is_empty() {
+        vec![]
+    } else {
+        read_counts(inner.iter().map(|&k| sorted.clone().lower_elem(pow10(k)).int().sum()).collect())?
+    };
+    let mut edges_below = vec![zero];
+    edges_below.extend(below);
+    edges_below.push(n as u64);
+    let bins = (lo_k..=hi_k)
+        .enumerate()
+        .map(|(i, k)| HistogramBin { lo: pow10(k), hi: pow10(k + 1), count: edges_below[i + 1] - edges_below[i] })
+        .collect();
+    Ok(Histogram { zero, bins })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decades_are_exact_at_powers_of_ten() {
+        assert_eq!(decade(1e-3), -3);
+        assert_eq!(decade(9.999e-4), -4);
+        assert_eq!(decade(1.0), 0);
+        assert_eq!(decade(5.94), 0);
+        assert_eq!(decade(1e300), 300);
+        assert_eq!(decade(f64::MIN_POSITIVE), -308);
+    }
+
+    #[test]
+    fn lerp_matches_numpy_end_points() {
+        assert_eq!(lerp(1.0, 3.0, 0.0), 1.0);
+        assert_eq!(lerp(1.0, 3.0, 1.0), 3.0);
+        assert_eq!(lerp(1.0, 3.0, 0.25), 1.5);
+    }
+}
