@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::archive::{Archive, looks_like_zip};
-use crate::{Bytes, FormatError, Result, TensorFile, bail, npy, pickle, safetensors, structure, torch};
+use crate::{Bytes, Result, TensorFile, bail, npy, pickle, safetensors, structure, torch};
 
 /// A recognised file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn load_path(spec: &str) -> Result<TensorFile> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_file(path: &str) -> Result<Bytes> {
     use std::fs::File;
-    let io = |e: std::io::Error| FormatError::new(format!("cannot read: {e}"));
+    let io = |e: std::io::Error| crate::FormatError::new(format!("cannot read: {e}"));
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < (1 << 20) {
