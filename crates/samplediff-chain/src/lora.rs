@@ -465,7 +465,8 @@ pub mod fp8 {
                 let sign = if byte & 0x80 != 0 { -1.0f32 } else { 1.0 };
                 let (e, m) = (((byte >> 3) & 0xF) as i32, (byte & 7) as f32);
                 if e == 0xF && byte & 7 == 7 {
-                    f32::NAN
+                    // Keep the NaN's sign so that re-encoding gives back the same byte.
+                    f32::from_bits(f32::NAN.to_bits() | ((byte as u32 & 0x80) << 24))
                 } else if e == 0 {
                     sign * m * 2f32.powi(-9)
                 } else {
