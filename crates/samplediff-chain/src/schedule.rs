@@ -7,8 +7,9 @@
 //! `comfy.samplers.calculate_sigmas`.
 //!
 //! Bit-exactness: every scheduler is reproduced exactly (the golden `schedules.json` entries match
-//! bit for bit) except where torch's own float32 `pow` / `exp` / `tan` kernels are involved —
-//! `karras`, `exponential`, `kl_optimal` — which are within 1 ulp (see [`torch_f32`]).
+//! bit for bit; karras through a port of the SLEEF `powf` torch uses) except where torch calls
+//! Intel MKL's float32 `exp` / `tan` — `exponential`, `kl_optimal` — which are within 1 ulp
+//! (see [`torch_f32`]).
 
 mod beta_ppf;
 pub mod torch_f32;
@@ -240,10 +241,8 @@ fn karras(n: usize, sigma_min: f64, sigma_max: f64) -> Vec<f32> {
     let min_inv_rho = sigma_min.powf(1.0 / RHO);
     let max_inv_rho = sigma_max.powf(1.0 / RHO);
     let span = (min_inv_rho - max_inv_rho) as f32;
-    let mut sigs: Vec<f32> = linspace_f32(0.0, 1.0, n)
-        .into_iter()
-        .map(|r| torch_f32::pow(max_inv_rho as f32 + r * span, RHO))
-        .collect();
+    let bases: Vec<f32> = linspace_f32(0.0, 1.0, n).into_iter().map(|r| max_inv_rho as f32 + r * span).collect();
+    let mut sigs = torch_f32::pow_tensor_scalar(&bases, RHO);
     sigs.push(0.0);
     sigs
 }
