@@ -537,6 +537,8 @@ pub mod fp8 {
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
     use super::*;
 
     fn keys() -> Vec<&'static str> {
@@ -565,6 +567,97 @@ mod tests {
         let order: Vec<&str> = map.iter().map(|(k, _)| k).collect();
         assert_eq!(order[0], "lora_unet_transformer_blocks_0_attn_to_q");
         assert_eq!(order[5], "transformer_blocks.0.attn.to_q");
+    }
+
+    fn t(shape: &[usize], values: &[f32]) -> LoraTensor {
+        LoraTensor::new(shape.to_vec(), values.to_vec())
+    }
+
+    fn file(entries: &[(&str, LoraTensor)]) -> LoraFile {
+        entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn every_adapter_spelling_and_whole_tensor_patch_loads() {
+        let map = qwen_image_key_map(keys());
+        let (up, down) = (t(&[2, 1], &[1.0, 2.0]), t(&[1, 2], &[3.0, 4.0]));
+        let q = "diffusion_model.transformer_blocks.0.attn.to_q.weight";
+        for (u, d) in [
+            ("transformer.transformer_blocks.0.attn.to_q.lora_B.weight", "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"),
+            ("diffusion_model.transformer_blocks.0.attn.to_q.lora_up.weight", "diffusion_model.transformer_blocks.0.attn.to_q.lora_down.weight"),
+            ("lycoris_transformer_blocks_0_attn_to_q.lora_up.weight", "lycoris_transformer_blocks_0_attn_to_q.lora_down.weight"),
+            ("transformer_blocks.0.attn.to_q.lora_B.default.weight", "transformer_blocks.0.attn.to_q.lora_A.default.weight"),
+            ("transformer_blocks.0.attn.to_q.lora.up.weight", "transformer_blocks.0.attn.to_q.lora.down.weight"),
+        ] {
+            let mut set = PatchSet::new();
+            let load = set.add_lora(&file(&[(u, up.clone()), (d, down.clone())]), &map, 0.5).unwrap();
+            assert_eq!(load.patched, vec![q.to_string()], "{u}");
+            assert!(load.unused_keys.is_empty());
+            assert!(matches!(set.get(q), [StrengthPatch { strength: 0.5, patch: Patch::Lora { alpha: None, .. } }]));
+        }
+        let mut set = PatchSet::new();
+        let lora = file(&[
+            ("lora_unet_transformer_blocks_0_attn_to_q.diff", t(&[2, 2], &[1.0; 4])),
+            ("lora_unet_transformer_blocks_0_attn_to_q.diff_b", t(&[2], &[1.0; 2])),
+            ("lora_unet_img_in.alpha", t(&[], &[4.0])),
+            ("lora_unet_nowhere.lora_up.weight", up.clone()),
+        ]);
+        let load = set.add_lora(&lora, &map, 1.0).unwrap();
+        assert!(matches!(set.get(q), [StrengthPatch { patch: Patch::Diff(_), .. }]));
+        assert!(matches!(set.get("diffusion_model.transformer_blocks.0.attn.to_q.bias"), [StrengthPatch { patch: Patch::Diff(_), .. }]));
+        // The lone alpha is consumed (ComfyUI marks it loaded); the unmapped tensor is reported.
+        assert_eq!(load.unused_keys, vec!["lora_unet_nowhere.lora_up.weight".to_string()]);
+        // Strength 0 is LoraLoaderModelOnly's "return the model unchanged".
+        let mut none = PatchSet::new();
+        assert!(none.add_lora(&lora, &map, 0.0).unwrap().patched.is_empty() && none.is_empty());
+        // Two LoRAs stack on the same key in order.
+        set.add_lora(&lora, &map, 2.0).unwrap();
+        assert_eq!(set.get(q).iter().map(|p| p.strength).collect::<Vec<_>>(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn dora_and_locon_mid_are_refused_not_ignored() {
+        let map = qwen_image_key_map(keys());
+        let p = "lora_unet_transformer_blocks_0_attn_to_q";
+        let base = [(format!("{p}.lora_up.weight"), t(&[2, 1], &[1.0, 2.0])), (format!("{p}.lora_down.weight"), t(&[1, 2], &[1.0, 1.0]))];
+        for extra in ["dora_scale", "lora_mid.weight"] {
+            let mut lora: LoraFile = base.iter().cloned().collect();
+            lora.insert(format!("{p}.{extra}"), t(&[2], &[1.0, 1.0]));
+            let err = PatchSet::new().add_lora(&lora, &map, 1.0).unwrap_err();
+            assert!(matches!(err, LoraError::Unsupported(_)), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn merge_is_w_plus_rounded_scale_times_up_down() {
+        let device = Device::flex();
+        let w = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device);
+        // up [2,1] @ down [1,2] = [[3, 4], [6, 8]]; alpha 2 over rank 1 at strength 0.25 → ×0.5.
+        let lora = Patch::Lora { up: t(&[2, 1], &[1.0, 2.0]), down: t(&[1, 2], &[3.0, 4.0]), alpha: Some(2.0) };
+        let diff = Patch::Diff(t(&[2, 2], &[1.0, 1.0, 1.0, 1.0]));
+        let patches = [StrengthPatch { strength: 0.25, patch: lora }, StrengthPatch { strength: -2.0, patch: diff }];
+        let merged = merge_weight(w, &patches, "k").unwrap().into_data().to_vec::<f32>().unwrap();
+        assert_eq!(merged, vec![1.0 + 1.5 - 2.0, 2.0 + 2.0 - 2.0, 3.0 + 3.0 - 2.0, 4.0 + 4.0 - 2.0]);
+        // The scale is rounded to float32 once before multiplying, as torch does with a Python
+        // scalar: 0.1 · (1/3) is not representable, its f32 rounding times 3 is what gets added.
+        let w = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 0.0], [2]), &device);
+        let lora = Patch::Lora { up: t(&[2, 1], &[3.0, 3.0]), down: t(&[1, 1], &[1.0]), alpha: Some(1.0 / 3.0) };
+        let merged = merge_weight(w, &[StrengthPatch { strength: 0.1, patch: lora }], "k").unwrap();
+        assert_eq!(merged.into_data().to_vec::<f32>().unwrap(), vec![(0.1f64 / 3.0) as f32 * 3.0; 2]);
+        // A LoRA that does not fit is an error, not a silent skip.
+        let w = Tensor::<2>::zeros([3, 3], &device);
+        let bad = Patch::Lora { up: t(&[2, 1], &[1.0, 1.0]), down: t(&[1, 2], &[1.0, 1.0]), alpha: None };
+        assert!(merge_weight(w, &[StrengthPatch { strength: 1.0, patch: bad }], "k").is_err());
+    }
+
+    #[test]
+    fn wide_storage_rounds_to_nearest_even() {
+        let mut v = [1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), 0.1];
+        round_to_storage(&mut v, StorageDType::BF16, || unreachable!("no randomness for bf16"));
+        assert_eq!(v, [1.0, 1.0 + 2f32.powi(-6), half::bf16::from_f32(0.1).to_f32()]);
+        let mut v = [1.0 + 2f32.powi(-11)];
+        round_to_storage(&mut v, StorageDType::F16, || unreachable!());
+        assert_eq!(v, [1.0]);
     }
 
     #[test]
