@@ -28,8 +28,12 @@ pub const MAX_PICKLE_LONG_BYTES: usize = 1024;
 /// (a "billion laughs" pickle shares one list many times over).
 pub const MAX_STRUCTURE_NODES: u64 = 1_000_000;
 
-/// `__structure__` metadata longer than this is replaced by a note saying how long it was.
+/// `__structure__` metadata longer than this is replaced by a note that it was omitted.
 pub const MAX_STRUCTURE_JSON: usize = 1 << 20;
+
+/// One metadata value (a tensor-free part of a pickle, as JSON) longer than this is replaced by
+/// a note that it was omitted.
+pub const MAX_METADATA_JSON: usize = 16 << 20;
 
 /// Bytes that gathering strided views, byte-swapping and decompressing may allocate beyond the
 /// size of the file itself (views with stride 0 can legitimately be larger than their storage).

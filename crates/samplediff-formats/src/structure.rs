@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::limits::{MAX_PICKLE_DEPTH, MAX_STRUCTURE_JSON, MAX_STRUCTURE_NODES};
+use crate::limits::{MAX_METADATA_JSON, MAX_PICKLE_DEPTH, MAX_STRUCTURE_JSON, MAX_STRUCTURE_NODES};
 use crate::pickle::{Global, Id, Obj, Pickle, TensorRef, bigint_to_decimal};
 use crate::{FormatError, Result, bail};
 
@@ -243,22 +243,19 @@ pub fn flatten<'p>(p: &'p Pickle, root: Id, root_name: &str) -> Result<Flat<'p>>
             }
             _ => {
                 claim(&label)?;
-                flat.metadata.insert(label, to_json(p, id)?);
+                flat.metadata.insert(label, to_json(p, id, MAX_METADATA_JSON)?);
             }
         }
     }
-    let mut skeleton = to_json(p, root)?;
-    if skeleton.len() > MAX_STRUCTURE_JSON {
-        skeleton = format!("\"(structure omitted: {} bytes of JSON)\"", skeleton.len());
-    }
-    flat.metadata.insert(STRUCTURE_KEY.to_string(), skeleton);
+    flat.metadata.insert(STRUCTURE_KEY.to_string(), to_json(p, root, MAX_STRUCTURE_JSON)?);
     Ok(flat)
 }
 
 /// JSON for a value, written without recursion. Tensors appear as `{"tensor": "F32[2, 3]"}`;
 /// non-finite floats as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`; integers of any width
-/// as JSON numbers; bytes as a Python-style `"b'...'"` string.
-pub fn to_json(p: &Pickle, root: Id) -> Result<String> {
+/// as JSON numbers; bytes as a Python-style `"b'...'"` string. Past `limit` bytes the writer
+/// stops and returns a JSON string saying what was omitted.
+pub fn to_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
     enum Step {
         Value(Id),
         Text(&'static str),
@@ -267,6 +264,9 @@ pub fn to_json(p: &Pickle, root: Id) -> Result<String> {
     let mut out = String::new();
     let mut work = vec![Step::Value(root)];
     while let Some(step) = work.pop() {
+        if out.len() > limit {
+            return Ok(format!("\"(omitted: more than {limit} bytes of JSON)\""));
+        }
         let id = match step {
             Step::Text(t) => {
                 out.push_str(t);
@@ -363,7 +363,8 @@ mod tests {
         assert_eq!(flat.metadata["b"], "null");
         assert_eq!(flat.metadata["c"], "\"x\"");
         let sel = select(&p, p.root, "d.e").unwrap();
-        assert_eq!(to_json(&p, sel).unwrap(), "2.5");
+        assert_eq!(to_json(&p, sel, 100).unwrap(), "2.5");
+        assert_eq!(to_json(&p, p.root, 4).unwrap(), "\"(omitted: more than 4 bytes of JSON)\"");
         let e = select(&p, p.root, "a.7").unwrap_err().0;
         assert!(e.contains("index 7 is past the 2 items"), "{e}");
         let e = select(&p, p.root, "zz").unwrap_err().0;

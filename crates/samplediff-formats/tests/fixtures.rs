@@ -161,3 +161,33 @@ fn loaded_torch_tensors_round_trip_through_safetensors() {
         assert_eq!((b.dtype, &b.shape, &*b.data), (t.dtype, &t.shape, &*t.data), "{}", t.name);
     }
 }
+
+/// torch writes `byteorder` = `big` on big-endian machines. Re-pack the torch-written
+/// conditioning that way (storage bytes swapped, pickle untouched) and expect the same values.
+#[test]
+fn big_endian_torch_archives_are_swapped() {
+    use std::io::{Read, Write};
+    use zip::write::SimpleFileOptions;
+
+    let original = std::fs::read(dir().join("cond.pt")).unwrap();
+    let mut src = zip::ZipArchive::new(std::io::Cursor::new(original)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..src.len() {
+        let mut entry = src.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if name.ends_with("/byteorder") {
+            data = b"big".to_vec();
+        } else if name.contains("/data/") {
+            data.chunks_exact_mut(4).for_each(|c| c.reverse()); // the one storage is float32
+        }
+        out.start_file(name, stored).unwrap();
+        out.write_all(&data).unwrap();
+    }
+    let swapped = out.finish().unwrap().into_inner();
+    let big = samplediff_formats::load_bytes("cond.pt", samplediff_formats::Bytes::new(swapped)).unwrap();
+    let little = load("cond.pt");
+    assert_eq!(big.tensors[0].to_f64_vec(), little.tensors[0].to_f64_vec());
+}
