@@ -73,9 +73,15 @@ pub fn render(report: &CompareReport, opts: &RenderOptions) -> String {
 
     // Overview: one line per tensor.
     let w = report.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).clamp(4, 48);
+    let shape_cell = |t: &TensorReport| match (&t.shape_a, &t.shape_b) {
+        (Some(a), Some(b)) if a != b => format!("{a:?} vs {b:?}"),
+        (Some(a), _) | (None, Some(a)) => format!("{a:?}"),
+        _ => "-".into(),
+    };
+    let sw = report.tensors.iter().map(|t| shape_cell(t).len()).max().unwrap_or(5).clamp(5, 48);
     let _ = writeln!(
         o,
-        "{:<w$}  {:<14} {:<22} {:<9} {:>10} {:>10} {:>12}",
+        "{:<w$}  {:<14} {:<sw$} {:<9} {:>10} {:>10} {:>12}",
         "tensor", "status", "shape", "dtype", "max_abs", "mean_abs", "mismatched"
     );
     for t in &report.tensors {
@@ -86,8 +92,7 @@ pub fn render(report: &CompareReport, opts: &RenderOptions) -> String {
             Status::OnlyInB => "only in B",
             Status::ShapeMismatch => "SHAPE DIFFERS",
         };
-        let shp = if t.shapes_match || t.shape_b.is_none() { shape(&t.shape_a) } else { format!("{} vs {}", shape(&t.shape_a), shape(&t.shape_b)) };
-        let shp = if t.shape_a.is_none() { shape(&t.shape_b) } else { shp };
+        let shp = shape_cell(t);
         let dtype = match (&t.dtype_a, &t.dtype_b) {
             (Some(a), Some(b)) if a != b => format!("{a}/{b}"),
             (Some(a), _) | (None, Some(a)) => a.clone(),
@@ -100,7 +105,7 @@ pub fn render(report: &CompareReport, opts: &RenderOptions) -> String {
         };
         let _ = writeln!(
             o,
-            "{name:<w$}  {status:<14} {shp:<22} {dtype:<9} {:>10} {:>10} {mism:>12}",
+            "{name:<w$}  {status:<14} {shp:<sw$} {dtype:<9} {:>10} {:>10} {mism:>12}",
             num(t.max_abs),
             num(t.mean_abs)
         );
