@@ -40,15 +40,20 @@ pub fn looks_like_zip(buf: &[u8]) -> bool {
 
 impl Archive {
     pub fn open(buf: Bytes) -> Result<Self> {
-        let mut zip = ZipArchive::new(Cursor::new(buf.clone())).map_err(|e| FormatError::new(format!("invalid zip archive: {e}")))?;
+        let mut zip = ZipArchive::new(Cursor::new(buf.clone()))
+            .map_err(|e| FormatError::new(format!("invalid zip archive: {e}")))?;
         if zip.len() > MAX_ZIP_ENTRIES {
             bail!("zip archive has {} entries (limit {MAX_ZIP_ENTRIES})", zip.len());
         }
         let mut entries = Vec::with_capacity(zip.len());
         let mut spans = Vec::with_capacity(zip.len());
         for index in 0..zip.len() {
-            let file = zip.by_index_raw(index).map_err(|e| FormatError::new(format!("invalid zip entry #{index}: {e}")))?;
-            let name = file.name().map_err(|e| FormatError::new(format!("invalid zip entry name #{index}: {e}")))?.into_owned();
+            let file =
+                zip.by_index_raw(index).map_err(|e| FormatError::new(format!("invalid zip entry #{index}: {e}")))?;
+            let name = file
+                .name()
+                .map_err(|e| FormatError::new(format!("invalid zip entry name #{index}: {e}")))?
+                .into_owned();
             if file.is_dir() {
                 continue;
             }
@@ -61,17 +66,22 @@ impl Archive {
                 other => bail!("zip entry '{name}' uses unsupported compression {other}"),
             };
             let (size, compressed_size, header_start) = (file.size(), file.compressed_size(), file.header_start());
-            let data_start = file.data_start().ok_or_else(|| FormatError::new(format!("zip entry '{name}' has no data offset")))?;
-            let data_end = data_start
-                .checked_add(compressed_size)
-                .filter(|&end| end <= buf.len() as u64)
-                .ok_or_else(|| FormatError::new(format!("zip entry '{name}' claims {compressed_size} bytes past the end of the file")))?;
+            let data_start =
+                file.data_start().ok_or_else(|| FormatError::new(format!("zip entry '{name}' has no data offset")))?;
+            let data_end =
+                data_start.checked_add(compressed_size).filter(|&end| end <= buf.len() as u64).ok_or_else(|| {
+                    FormatError::new(format!(
+                        "zip entry '{name}' claims {compressed_size} bytes past the end of the file"
+                    ))
+                })?;
             if stored && size != compressed_size {
                 bail!("zip entry '{name}' is stored but declares {size} bytes in {compressed_size}");
             }
             if !stored {
                 if size > compressed_size.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024) {
-                    bail!("zip entry '{name}' declares {size} bytes from {compressed_size} compressed: more than deflate can produce (zip bomb)");
+                    bail!(
+                        "zip entry '{name}' declares {size} bytes from {compressed_size} compressed: more than deflate can produce (zip bomb)"
+                    );
                 }
                 if size > MAX_INFLATED_BYTES {
                     bail!("zip entry '{name}' inflates to {size} bytes (limit {MAX_INFLATED_BYTES})");
@@ -119,7 +129,12 @@ impl Archive {
             .read_to_end(&mut data)
             .map_err(|e| FormatError::new(format!("zip entry '{name}' does not inflate: {e}")))?;
         if data.len() as u64 != entry.size {
-            bail!("zip entry '{name}' inflates to {}{} bytes but declares {}", data.len(), if data.len() as u64 > entry.size { "+" } else { "" }, entry.size);
+            bail!(
+                "zip entry '{name}' inflates to {}{} bytes but declares {}",
+                data.len(),
+                if data.len() as u64 > entry.size { "+" } else { "" },
+                entry.size
+            );
         }
         Ok(Bytes::new(data))
     }

@@ -29,6 +29,6 @@ pub use bytes::Bytes;
 pub use dtype::DType;
 pub use error::{FormatError, Result};
 pub use file::{RawTensor, TensorFile};
+pub use load::{Format, detect_format, load_bytes, load_bytes_selected, select_flat, split_selector};
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::{load_path, read_file};
-pub use load::{Format, detect_format, load_bytes, load_bytes_selected, select_flat, split_selector};

@@ -39,7 +39,8 @@ pub fn read_npz(buf: Bytes) -> Result<TensorFile> {
             bail!("npz entry '{}' is not an .npy file", entry.name);
         };
         let bytes = archive.read(entry, entry.size)?;
-        let tensor = read_array(bytes, name, &mut budget).map_err(|e| FormatError::new(format!("npz entry '{}': {e}", entry.name)))?;
+        let tensor = read_array(bytes, name, &mut budget)
+            .map_err(|e| FormatError::new(format!("npz entry '{}': {e}", entry.name)))?;
         tensors.push(tensor);
     }
     Ok(TensorFile { tensors, metadata: BTreeMap::new() })
@@ -75,9 +76,12 @@ fn read_array(buf: Bytes, name: &str, budget: &mut CopyBudget) -> Result<RawTens
         bail!(".npy header is {header_len} bytes (limit {MAX_NPY_HEADER})");
     }
     let data_start = 8 + len_size + header_len;
-    let text = buf.get(8 + len_size..data_start).ok_or_else(|| FormatError::new(format!(".npy header of {header_len} bytes is longer than the file")))?;
-    let text = if utf8 { std::str::from_utf8(text).ok() } else { text.is_ascii().then(|| std::str::from_utf8(text).unwrap()) }
-        .ok_or_else(|| FormatError::new(".npy header is not valid text"))?;
+    let text = buf
+        .get(8 + len_size..data_start)
+        .ok_or_else(|| FormatError::new(format!(".npy header of {header_len} bytes is longer than the file")))?;
+    let text =
+        if utf8 { std::str::from_utf8(text).ok() } else { text.is_ascii().then(|| std::str::from_utf8(text).unwrap()) }
+            .ok_or_else(|| FormatError::new(".npy header is not valid text"))?;
     let header = parse_header(text)?;
 
     let elem = header.dtype.size();
@@ -94,7 +98,8 @@ fn read_array(buf: Bytes, name: &str, budget: &mut CopyBudget) -> Result<RawTens
         raw
     } else {
         budget.charge(nbytes, "reordering the array")?;
-        let mut out = if reorder { gather(&raw, elem, &header.shape, &fortran_strides(&header.shape), 0) } else { raw.to_vec() };
+        let mut out =
+            if reorder { gather(&raw, elem, &header.shape, &fortran_strides(&header.shape), 0) } else { raw.to_vec() };
         if swap {
             swap_bytes(&mut out, elem);
         }
@@ -216,7 +221,10 @@ impl Lexer<'_> {
             _ => bail!(".npy header: expected a string at byte {}", self.i),
         };
         let start = self.i + 1;
-        let len = self.s[start..].iter().position(|&c| c == quote).ok_or_else(|| FormatError::new(".npy header: unterminated string"))?;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == quote)
+            .ok_or_else(|| FormatError::new(".npy header: unterminated string"))?;
         self.i = start + len + 1;
         Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
     }
@@ -243,7 +251,8 @@ impl Lexer<'_> {
                 self.i += 1;
             }
             let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-            let dim: usize = digits.parse().map_err(|_| FormatError::new(format!(".npy header: bad dimension at byte {start}")))?;
+            let dim: usize =
+                digits.parse().map_err(|_| FormatError::new(format!(".npy header: bad dimension at byte {start}")))?;
             self.eat(b'L'); // Python 2 long suffix
             dims.push(dim);
             if dims.len() > MAX_DIMS {

@@ -185,7 +185,13 @@ fn torch_dtype(name: &str) -> Option<DType> {
 }
 
 fn refuse_global(module: &str, name: &str) -> FormatError {
-    let what = if module == "torch" && (name.ends_with("Storage") || name.starts_with("float") || name.starts_with("uint") || name.starts_with("complex") || name.starts_with("q")) {
+    let what = if module == "torch"
+        && (name.ends_with("Storage")
+            || name.starts_with("float")
+            || name.starts_with("uint")
+            || name.starts_with("complex")
+            || name.starts_with("q"))
+    {
         "unsupported torch element type"
     } else {
         "refused pickle global"
@@ -732,7 +738,11 @@ impl<'a> Machine<'a> {
                     // affects the values, so the state is dropped. Other objects have no state.
                     match self.get(target) {
                         Obj::Dict(_) | Obj::Tensor(_) => {}
-                        other => return Err(self.err(format!("BUILD (set object state) on a {} is not supported", other.kind()))),
+                        other => {
+                            return Err(
+                                self.err(format!("BUILD (set object state) on a {} is not supported", other.kind()))
+                            );
+                        }
                     }
                 }
                 op::BINPERSID => {
@@ -759,7 +769,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: &[Id]) -> Result<Vec<(Id, Id)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("dict items come in an odd count"));
         }
         for pair in items.chunks_exact(2) {
@@ -771,7 +781,9 @@ impl<'a> Machine<'a> {
     /// Dict keys must be hashable in Python; we accept the immutable scalars and tuples.
     fn check_key(&self, key: Id) -> Result<()> {
         match self.get(key) {
-            Obj::List(_) | Obj::Dict(_) | Obj::Set(_) => Err(self.err(format!("unhashable dict key of type {}", self.get(key).kind()))),
+            Obj::List(_) | Obj::Dict(_) | Obj::Set(_) => {
+                Err(self.err(format!("unhashable dict key of type {}", self.get(key).kind())))
+            }
             _ => Ok(()),
         }
     }
@@ -843,7 +855,10 @@ impl<'a> Machine<'a> {
         }
         let parts = self.tuple_items(pid, "persistent id")?;
         let [tag, kind, key, _location, numel] = parts[..] else {
-            return Err(self.err(format!("persistent id has {} fields, expected ('storage', type, key, location, numel)", parts.len())));
+            return Err(self.err(format!(
+                "persistent id has {} fields, expected ('storage', type, key, location, numel)",
+                parts.len()
+            )));
         };
         if !matches!(self.get(tag), Obj::Str(s) if &**s == "storage") {
             return Err(self.err("persistent id is not a 'storage' reference"));
@@ -882,7 +897,10 @@ impl<'a> Machine<'a> {
                 if !matches!(self.get(class), Obj::Global(Global::TensorClass)) {
                     return Err(self.err("_rebuild_from_type_v2 of a type other than Tensor or Parameter"));
                 }
-                if !matches!(self.get(inner), Obj::Global(Global::RebuildTensorV2 | Global::RebuildTensorV3 | Global::RebuildParameter)) {
+                if !matches!(
+                    self.get(inner),
+                    Obj::Global(Global::RebuildTensorV2 | Global::RebuildTensorV3 | Global::RebuildParameter)
+                ) {
                     return Err(self.err("_rebuild_from_type_v2 of a function other than a tensor rebuild"));
                 }
                 let inner_args = self.tuple_items(inner_args, "_rebuild_from_type_v2 arguments")?;
@@ -902,10 +920,9 @@ impl<'a> Machine<'a> {
                     },
                     _ => return Err(self.err("set() with more than one argument")),
                 };
-                self.new_container(Obj::Set(Vec::new()), &items).map(|id| {
-                    self.objs[id as usize] = Obj::Set(items);
-                    id
-                })
+                let id = self.new_container(Obj::Set(Vec::new()), &items)?;
+                self.objs[id as usize] = Obj::Set(items);
+                Ok(id)
             }
             Global::CodecsEncode => {
                 let [text, encoding] = args[..] else {

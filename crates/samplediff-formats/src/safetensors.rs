@@ -63,8 +63,7 @@ pub fn read(buf: Bytes) -> Result<TensorFile> {
         });
     }
     drop(st);
-    let metadata: BTreeMap<String, String> =
-        meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok(TensorFile { tensors, metadata })
 }
 

@@ -42,7 +42,7 @@ fn child(obj: &Obj, i: usize) -> Id {
         Obj::Tuple(v) => v[i],
         Obj::Dict(d) => {
             let (k, v) = d[i / 2];
-            if i % 2 == 0 { k } else { v }
+            if i.is_multiple_of(2) { k } else { v }
         }
         _ => unreachable!("child of a scalar"),
     }
@@ -58,7 +58,8 @@ fn analyse(p: &Pickle, root: Id) -> Result<Analysis> {
     const OPEN: u8 = 1;
     const DONE: u8 = 2;
     let n = p.objs.len();
-    let (mut state, mut height, mut size, mut has_tensor) = (vec![NEW; n], vec![0u16; n], vec![0u64; n], vec![false; n]);
+    let (mut state, mut height, mut size, mut has_tensor) =
+        (vec![NEW; n], vec![0u16; n], vec![0u64; n], vec![false; n]);
     let mut stack: Vec<(Id, usize)> = vec![(root, 0)];
     state[root as usize] = OPEN;
     while let Some(&mut (id, ref mut next)) = stack.last_mut() {
@@ -196,11 +197,18 @@ pub fn select(p: &Pickle, root: Id, selector: &str) -> Result<Id> {
                 let token = rest.split('.').next().unwrap_or(rest);
                 let children = labelled_children(p, obj)?;
                 let index: usize = token.parse().map_err(|_| {
-                    FormatError::new(format!("selector '{selector}': '{token}' is not an index into the {} at '{walked}'", obj.kind()))
+                    FormatError::new(format!(
+                        "selector '{selector}': '{token}' is not an index into the {} at '{walked}'",
+                        obj.kind()
+                    ))
                 })?;
                 match children.get(index) {
                     Some((label, c)) => (label.clone(), *c),
-                    None => bail!("selector '{selector}': index {index} is past the {} items of the {} at '{walked}'", children.len(), obj.kind()),
+                    None => bail!(
+                        "selector '{selector}': index {index} is past the {} items of the {} at '{walked}'",
+                        children.len(),
+                        obj.kind()
+                    ),
                 }
             }
             other => bail!("selector '{selector}': '{walked}' is a {}, which has nothing inside", other.kind()),

@@ -34,7 +34,8 @@ pub fn read(buf: Bytes, root_name: &str) -> Result<TensorFile> {
 pub fn read_selected(buf: Bytes, root_name: &str, selector: Option<&str>) -> Result<TensorFile> {
     let mut budget = CopyBudget::for_file(buf.len());
     let mut archive = Archive::open(buf)?;
-    let pkl_entries: Vec<_> = archive.entries().iter().filter(|e| e.name == "data.pkl" || e.name.ends_with("/data.pkl")).cloned().collect();
+    let pkl_entries: Vec<_> =
+        archive.entries().iter().filter(|e| e.name == "data.pkl" || e.name.ends_with("/data.pkl")).cloned().collect();
     let pkl = match &pkl_entries[..] {
         [one] => one.clone(),
         [] => bail!("zip archive has no data.pkl: not a torch.save file"),
@@ -81,7 +82,11 @@ impl Storages<'_> {
             return Ok(b.clone());
         }
         let path = format!("{}data/{key}", self.prefix);
-        let entry = self.archive.find(&path).cloned().ok_or_else(|| FormatError::new(format!("storage '{key}' is missing from the archive")))?;
+        let entry = self
+            .archive
+            .find(&path)
+            .cloned()
+            .ok_or_else(|| FormatError::new(format!("storage '{key}' is missing from the archive")))?;
         if entry.size < declared {
             bail!("storage '{key}' holds {} bytes but declares {declared}", entry.size);
         }
@@ -91,7 +96,13 @@ impl Storages<'_> {
     }
 }
 
-fn materialise(storages: &mut Storages, name: &str, view: &TensorRef, big_endian: bool, budget: &mut CopyBudget) -> Result<RawTensor> {
+fn materialise(
+    storages: &mut Storages,
+    name: &str,
+    view: &TensorRef,
+    big_endian: bool,
+    budget: &mut CopyBudget,
+) -> Result<RawTensor> {
     let elem = view.dtype.size();
     let storage = storages.get(&view.storage.key, view.storage.nbytes)?;
     let numel = crate::layout::checked_numel(&view.shape)?;

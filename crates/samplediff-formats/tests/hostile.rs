@@ -85,7 +85,9 @@ fn mutated_valid_files_never_panic() {
     };
     let start = Instant::now();
     let mut outcomes = [0usize; 2];
-    for file in ["cond.pt", "state_dict.pt", "proto4.pt", "dtypes.safetensors", "fortran_f8.npy", "arrays_compressed.npz"] {
+    for file in
+        ["cond.pt", "state_dict.pt", "proto4.pt", "dtypes.safetensors", "fortran_f8.npy", "arrays_compressed.npz"]
+    {
         let original = std::fs::read(fixtures.join(file)).unwrap();
         for round in 0..300 {
             let mut data = original.clone();
