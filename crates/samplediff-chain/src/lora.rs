@@ -636,14 +636,14 @@ mod tests {
         let lora = Patch::Lora { up: t(&[2, 1], &[1.0, 2.0]), down: t(&[1, 2], &[3.0, 4.0]), alpha: Some(2.0) };
         let diff = Patch::Diff(t(&[2, 2], &[1.0, 1.0, 1.0, 1.0]));
         let patches = [StrengthPatch { strength: 0.25, patch: lora }, StrengthPatch { strength: -2.0, patch: diff }];
-        let merged = merge_weight(w, &patches, "k").unwrap().into_data().to_vec::<f32>().unwrap();
+        let merged = merge_weight(w, &patches, "k").unwrap().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(merged, vec![1.0 + 1.5 - 2.0, 2.0 + 2.0 - 2.0, 3.0 + 3.0 - 2.0, 4.0 + 4.0 - 2.0]);
         // The scale is rounded to float32 once before multiplying, as torch does with a Python
         // scalar: 0.1 · (1/3) is not representable, its f32 rounding times 3 is what gets added.
         let w = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 0.0], [2]), &device);
         let lora = Patch::Lora { up: t(&[2, 1], &[3.0, 3.0]), down: t(&[1, 1], &[1.0]), alpha: Some(1.0 / 3.0) };
         let merged = merge_weight(w, &[StrengthPatch { strength: 0.1, patch: lora }], "k").unwrap();
-        assert_eq!(merged.into_data().to_vec::<f32>().unwrap(), vec![(0.1f64 / 3.0) as f32 * 3.0; 2]);
+        assert_eq!(merged.into_data().try_to_vec::<f32>().unwrap(), vec![(0.1f64 / 3.0) as f32 * 3.0; 2]);
         // A LoRA that does not fit is an error, not a silent skip.
         let w = Tensor::<2>::zeros([3, 3], &device);
         let bad = Patch::Lora { up: t(&[2, 1], &[1.0, 1.0]), down: t(&[1, 2], &[1.0, 1.0]), alpha: None };

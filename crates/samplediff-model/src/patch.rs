@@ -59,7 +59,7 @@ mod tests {
     fn odd_sides_wrap_around() {
         let padded = pad_circular(latent(1, 3, 5));
         assert_eq!(padded.dims(), [1, 1, 1, 4, 6]);
-        let v = padded.into_data().to_vec::<f32>().unwrap();
+        let v = padded.into_data().try_to_vec::<f32>().unwrap();
         // Row 3 repeats row 0, column 5 repeats column 0 (also in the wrapped row).
         assert_eq!(&v[18..24], &[0.0, 1.0, 2.0, 3.0, 4.0, 0.0]);
         assert_eq!(v[5], 0.0);
@@ -70,11 +70,11 @@ mod tests {
     fn token_channels_are_c_py_px() {
         let tokens = patchify(latent(2, 2, 4));
         assert_eq!(tokens.dims(), [1, 2, 8]);
-        let v = tokens.clone().into_data().to_vec::<f32>().unwrap();
+        let v = tokens.clone().into_data().try_to_vec::<f32>().unwrap();
         // Token 1 = columns 2..4; channel 1 (offset 8) comes after channel 0's 2×2 patch.
         assert_eq!(&v[8..16], &[2.0, 3.0, 6.0, 7.0, 10.0, 11.0, 14.0, 15.0]);
         let back = unpatchify(tokens, 2, 2, 4, 2, 3);
         assert_eq!(back.dims(), [1, 2, 1, 2, 3]);
-        assert_eq!(back.into_data().to_vec::<f32>().unwrap(), vec![0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0, 12.0, 13.0, 14.0]);
+        assert_eq!(back.into_data().try_to_vec::<f32>().unwrap(), vec![0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0, 12.0, 13.0, 14.0]);
     }
 }
