@@ -6,7 +6,11 @@
 //! Python floats (cfg, strength, 1e-8) become float32 the moment they meet a tensor, so they are
 //! kept as `f64` here and rounded at that same point.
 
+mod torch_sum;
+
 use burn::tensor::Tensor;
+
+pub use torch_sum::torch_cpu_sum;
 
 use crate::error::{ChainError, Result};
 
@@ -133,10 +137,10 @@ pub fn channel_norm(t: &Tensor<5>) -> Tensor<5> {
 /// `alpha = <x - cond, x - uncond> / (||x - uncond||^2 + 1e-8)` per batch item, then
 /// `denoised + uncond * (alpha - 1) + cfg * uncond * (1 - alpha)`.
 ///
-/// The two sums over all non-batch elements are the one place where torch's reduction order
-/// matters; torch's CPU order depends on its SIMD width and thread count, and a GPU differs
-/// again. Here they are accumulated in float64 on the host (deterministic on every backend) and
-/// rounded once to float32, so `alpha` is within an ulp or so of any torch run.
+/// The two sums over all non-batch elements are the one place where the reduction order matters.
+/// They are taken on the host in torch's CPU order ([`torch_cpu_sum`]), which is bit-exact for
+/// torch's single-threaded reductions (per-item element counts under 32768, or one thread); a
+/// multi-threaded or GPU torch sums in another order, within a few ulp of this.
 pub fn cfg_zero_star(
     x: &Tensor<5>,
     cond_denoised: &Tensor<5>,
@@ -146,25 +150,20 @@ pub fn cfg_zero_star(
 ) -> Result<Tensor<5>> {
     let positive = x.clone().sub(cond_denoised.clone());
     let negative = x.clone().sub(uncond_denoised.clone());
-    let dims = x.dims();
-    let batch = dims[0];
-    let products = positive.mul(negative.clone());
-    let squares = negative.clone().mul(negative);
-    let products = read_f32(products)?;
-    let squares = read_f32(squares)?;
+    let batch = x.dims()[0];
+    let products = read_f32(positive.mul(negative.clone()))?;
+    let squares = read_f32(negative.clone().mul(negative))?;
     let per_item = products.len() / batch.max(1);
     let mut alphas = Vec::with_capacity(batch);
     for b in 0..batch {
         let range = b * per_item..(b + 1) * per_item;
-        let dot: f64 = products[range.clone()].iter().map(|&v| v as f64).sum();
-        let sq: f64 = squares[range].iter().map(|&v| v as f64).sum();
-        // torch: (dot_f32) / (sq_f32 + f32(1e-8))
-        let dot = dot as f32;
-        let norm = sq as f32 + 1e-8_f32;
-        alphas.push(dot / norm);
+        let dot = torch_cpu_sum(&products[range.clone()]);
+        let squared_norm = torch_cpu_sum(&squares[range]) + 1e-8_f32;
+        alphas.push(dot / squared_norm);
     }
-    let device = x.device();
-    let alpha = Tensor::<1>::from_floats(alphas.as_slice(), &device).reshape([batch, 1, 1, 1, 1]);
+    let alpha = Tensor::<1>::from_data(burn::tensor::TensorData::new(alphas, [batch]), &x.device())
+        .reshape([batch, 1, 1, 1, 1]);
+    // out + uncond * (alpha - 1.0) + guidance_scale * uncond * (1.0 - alpha)
     let term1 = uncond_denoised.clone().mul(alpha.clone().sub_scalar(1.0f32));
     let term2 = uncond_denoised.clone().mul_scalar(cond_scale as f32).mul(alpha.neg().add_scalar(1.0f32));
     Ok(denoised.clone().add(term1).add(term2))

@@ -203,6 +203,20 @@ impl KSampler {
         sigmas: &[f32],
         hooks: Hooks<'_>,
     ) -> Result<Tensor<5>> {
+        let samples = self.run_sampler(denoiser, x, sigmas, hooks)?;
+        let samples = inverse_noise_scaling(sigmas[sigmas.len() - 1], samples);
+        self.latent_format.process_out(samples)
+    }
+
+    /// The sampler alone, with CFG and post-CFG functions around the denoiser: what ComfyUI's
+    /// `sample_<name>(model, x, sigmas)` returns.
+    pub fn run_sampler(
+        &mut self,
+        denoiser: &mut dyn Denoiser,
+        x: Tensor<5>,
+        sigmas: &[f32],
+        hooks: Hooks<'_>,
+    ) -> Result<Tensor<5>> {
         if sigmas.is_empty() {
             return Err(ChainError::invalid("no sigmas to sample with"));
         }
@@ -217,9 +231,7 @@ impl KSampler {
             model_sampling: &self.model_sampling,
             calls: 0,
         };
-        let samples = self.sampler.sample(&mut ctx, x, sigmas)?;
-        let samples = inverse_noise_scaling(sigmas[sigmas.len() - 1], samples);
-        self.latent_format.process_out(samples)
+        self.sampler.sample(&mut ctx, x, sigmas)
     }
 
     fn restore_rank(&self, original: &Latent, out: Tensor<5>) -> Latent {
