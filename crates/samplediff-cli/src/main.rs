@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod cmd;
 
 #[derive(Parser)]
@@ -21,12 +22,22 @@ enum Command {
     Compare(cmd::compare::Args),
     /// The main job on bundled data: the seed's two runs, the report and the explanation.
     Demo(cmd::demo::Args),
+    /// Align two traces step by step: metrics per tensor, divergence curve, first split.
+    Diff(cmd::diff::Args),
+    /// Why two runs differ: ordered findings with cause codes and evidence.
+    Explain(cmd::explain::Args),
     /// ComfyUI's initial noise (torch CPU randn) for a seed and shape.
     Noise(cmd::noise::Args),
     /// ComfyUI's sigma schedule for a scheduler, shift and step count.
     Sigmas(cmd::sigmas::Args),
     /// Re-drive a recorded workflow through the reference chain with its recorded model outputs.
     Replay(cmd::replay::Args),
+    /// Replay one trace through the reference chain; report every step it does not reproduce.
+    Verify(cmd::verify::Args),
+    /// Run a whole workflow (model, LoRA, shift, CFGNorm, KSampler) from scratch in the burn core.
+    Run(cmd::run::Args),
+    /// Run the same workflows on every backend and print the pairwise difference matrix.
+    CheckBackends(cmd::check_backends::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,9 +45,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
+        Command::Explain(a) => cmd::explain::run(a),
         Command::Noise(a) => cmd::noise::run(a),
         Command::Sigmas(a) => cmd::sigmas::run(a),
         Command::Replay(a) => cmd::replay::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::CheckBackends(a) => cmd::check_backends::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
     };
     match result {
         Ok(code) => code,
