@@ -1,10 +1,10 @@
 //! Times one forward of a full-width Qwen-Image joint block in burn, bf16, random weights.
 //!
 //! ```text
-//! cargo run --release -p samplediff-model --example block_bench -- [--device flex|wgpu] \
+//! cargo run --release -p samplediff-model --example block_bench -- [--device flex|wgpu|cuda] \
 //!     [--img 4096] [--txt 512] [--dim 3072] [--heads 24] [--warmup 3] [--iters 10] [--f32]
 //! ```
-//! (`--device wgpu` needs `--features wgpu`.) The same block in PyTorch eager:
+//! (`--device wgpu` needs `--features wgpu`, `--device cuda` `--features cuda`.) The same block in PyTorch eager:
 //! `python3 crates/samplediff-model/examples/block_bench_torch.py` with the same flags; both print
 //! one `RESULT` line (median milliseconds per forward) so a script can form the ratio.
 //!
@@ -61,7 +61,9 @@ fn device(name: &str) -> Result<Device, String> {
         "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
-        other => Err(format!("unknown device {other} (flex, or wgpu with --features wgpu)")),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        other => Err(format!("unknown device {other} (flex; wgpu/cuda with --features wgpu/cuda)")),
     }
 }
 
