@@ -210,7 +210,8 @@ impl Pair {
         let flat: Vec<i64> = samplediff_tensor::read_i64(idx)?;
         let at = indices(flat.clone(), &self.a.device());
         let v = read_floats(vec![self.a.clone().select(0, at.clone()), self.b.clone().select(0, at)])?;
-        let mut worst: Vec<(usize, f64, f64)> = flat.iter().enumerate().map(|(i, &f)| (f as usize, v[i], v[k + i])).collect();
+        let mut worst: Vec<(usize, f64, f64)> =
+            flat.iter().enumerate().map(|(i, &f)| (f as usize, v[i], v[k + i])).collect();
         worst.retain(|(_, a, b)| a.is_finite() && b.is_finite());
         worst.sort_by(|x, y| (y.1 - y.2).abs().total_cmp(&(x.1 - x.2).abs()).then(x.0.cmp(&y.0)));
         r.worst = worst

@@ -83,9 +83,10 @@ fn channel_affine(ch: &[ChannelStats]) -> Option<Hint> {
         scales.push(scale);
         shifts.push(shift);
     }
-    let identity = ch.iter().zip(scales.iter().zip(&shifts)).all(|(c, (&k, &t))| {
-        (k - 1.0).abs() < 1e-3 && t.abs() < 1e-3 * c.std_b.max(f64::MIN_POSITIVE).max(1e-12)
-    });
+    let identity = ch
+        .iter()
+        .zip(scales.iter().zip(&shifts))
+        .all(|(c, (&k, &t))| (k - 1.0).abs() < 1e-3 && t.abs() < 1e-3 * c.std_b.max(f64::MIN_POSITIVE).max(1e-12));
     if identity {
         return None;
     }

@@ -54,7 +54,8 @@ pub fn match_tensors(
             used_b.insert(ib);
         }
     }
-    let mut out: Vec<(Option<usize>, Option<usize>)> = b_for_a.into_iter().enumerate().map(|(ia, ib)| (Some(ia), ib)).collect();
+    let mut out: Vec<(Option<usize>, Option<usize>)> =
+        b_for_a.into_iter().enumerate().map(|(ia, ib)| (Some(ia), ib)).collect();
     out.extend((0..b.tensors.len()).filter(|ib| !used_b.contains(ib)).map(|ib| (None, Some(ib))));
     Ok(out)
 }
@@ -115,9 +116,7 @@ pub fn assemble(tensors: Vec<TensorReport>) -> CompareReport {
         })
         .collect();
     let key = |e: &RankEntry| e.rel_rmse.unwrap_or(if e.mismatched.unwrap_or(0) > 0 { f64::INFINITY } else { 0.0 });
-    ranking.sort_by(|x, y| {
-        key(y).total_cmp(&key(x)).then(y.mismatched.cmp(&x.mismatched)).then(x.name.cmp(&y.name))
-    });
+    ranking.sort_by(|x, y| key(y).total_cmp(&key(x)).then(y.mismatched.cmp(&x.mismatched)).then(x.name.cmp(&y.name)));
     let summary = Summary {
         compared: compared.len(),
         matching: compared.iter().filter(|t| t.values_match).count(),

@@ -2,9 +2,9 @@
 
 use burn::tensor::Tensor;
 
+use crate::Result;
 use crate::device_ops::{indices, read_counts, read_floats};
 use crate::report::{Histogram, HistogramBin, Percentiles};
-use crate::Result;
 
 /// The quantiles reported, as fractions (p50, p90, p99, p99.9).
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
@@ -33,14 +33,15 @@ pub fn error_distribution(errors: Tensor<1>) -> Result<(Percentiles, Histogram)>
     let zero_count = sorted.clone().equal_elem(0.0).int().sum();
     let (vals, zero) = (read_floats(vec![picked])?, read_counts(vec![zero_count])?[0]);
 
-    let q: Vec<f64> = positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(vals[2 * i], vals[2 * i + 1], t)).collect();
+    let q: Vec<f64> =
+        positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(vals[2 * i], vals[2 * i + 1], t)).collect();
     let percentiles = Percentiles { p50: q[0], p90: q[1], p99: q[2], p999: q[3] };
 
     let max = vals[vals.len() - 1];
     let histogram = if zero as usize == n {
         Histogram { zero, bins: vec![] }
     } else {
-        let min_nonzero = read_floats(vec![sorted.clone().slice([zero as usize..zero as usize + 1])])?[0];
+        let min_nonzero = read_floats(vec![sorted.clone().select(0, indices(vec![zero as i64], &device))])?[0];
         decade_histogram(&sorted, n, zero, min_nonzero, max)?
     };
     Ok((percentiles, histogram))

@@ -26,8 +26,14 @@ pub fn num(x: Option<f64>) -> String {
     match x {
         None => "-".into(),
         Some(v) if v.is_nan() => "-".into(),
-        Some(v) if v.is_infinite() => if v > 0.0 { "inf".into() } else { "-inf".into() },
-        Some(v) if v == 0.0 => "0".into(),
+        Some(v) if v.is_infinite() => {
+            if v > 0.0 {
+                "inf".into()
+            } else {
+                "-inf".into()
+            }
+        }
+        Some(0.0) => "0".into(),
         Some(v) if (1e-3..1e5).contains(&v.abs()) => {
             let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
             format!("{v:.digits$}")
@@ -123,12 +129,17 @@ pub fn render(report: &CompareReport, opts: &RenderOptions) -> String {
         detail(&mut o, t);
     }
     if worst.len() > opts.max_details {
-        let _ = writeln!(o, "\n({} more mismatching tensors; --json lists every metric of every tensor)", worst.len() - opts.max_details);
+        let _ = writeln!(
+            o,
+            "\n({} more mismatching tensors; --json lists every metric of every tensor)",
+            worst.len() - opts.max_details
+        );
     }
     if s.ranking.len() > 1 {
         let _ = writeln!(o, "\nranking by rmse / RMS(b), worst first:");
         for (i, e) in s.ranking.iter().take(10).enumerate() {
-            let _ = writeln!(o, "  {:>2}. {:<w$} {:>10}  max_abs {:>10}", i + 1, e.name, num(e.rel_rmse), num(e.max_abs));
+            let _ =
+                writeln!(o, "  {:>2}. {:<w$} {:>10}  max_abs {:>10}", i + 1, e.name, num(e.rel_rmse), num(e.max_abs));
         }
     }
     o
@@ -142,7 +153,11 @@ pub fn detail(o: &mut String, t: &TensorReport) {
         "  shapes match: {}   dtypes match: {}{}   values match: {}",
         mark(t.shapes_match),
         mark(t.dtypes_match),
-        if t.dtypes_match { String::new() } else { format!(" ({} vs {})", t.dtype_a.as_deref().unwrap_or("-"), t.dtype_b.as_deref().unwrap_or("-")) },
+        if t.dtypes_match {
+            String::new()
+        } else {
+            format!(" ({} vs {})", t.dtype_a.as_deref().unwrap_or("-"), t.dtype_b.as_deref().unwrap_or("-"))
+        },
         mark(t.values_match)
     );
     let _ = writeln!(
@@ -153,7 +168,13 @@ pub fn detail(o: &mut String, t: &TensorReport) {
         num(t.atol),
         num(t.rtol)
     );
-    let _ = writeln!(o, "  abs error     max {:>10}   mean {:>10}   rmse {:>10}", num(t.max_abs), num(t.mean_abs), num(t.rmse));
+    let _ = writeln!(
+        o,
+        "  abs error     max {:>10}   mean {:>10}   rmse {:>10}",
+        num(t.max_abs),
+        num(t.mean_abs),
+        num(t.rmse)
+    );
     if let Some(p) = &t.percentiles_abs {
         let _ = writeln!(
             o,
@@ -185,7 +206,8 @@ pub fn detail(o: &mut String, t: &TensorReport) {
     let _ = writeln!(o, "  agreement     cosine {}   pearson {}   SNR {snr}", num(t.cosine), num(t.pearson));
     let _ = writeln!(o, "  scale         RMS(a) {}   RMS(b) {}", num(t.rms_a), num(t.rms_b));
     if let Some(max) = t.ulp_max {
-        let _ = writeln!(o, "  ulp ({})     max {max}   median {}", t.dtype_a.as_deref().unwrap_or("-"), num(t.ulp_median));
+        let _ =
+            writeln!(o, "  ulp ({})     max {max}   median {}", t.dtype_a.as_deref().unwrap_or("-"), num(t.ulp_median));
     }
     let _ = writeln!(
         o,
@@ -212,7 +234,14 @@ pub fn detail(o: &mut String, t: &TensorReport) {
         let _ = writeln!(o, "  worst elements:");
         let _ = writeln!(o, "    {:<24} {:>12} {:>12} {:>12}", "index", "a", "b", "|a-b|");
         for e in &t.worst {
-            let _ = writeln!(o, "    {:<24} {:>12} {:>12} {:>12}", format!("{:?}", e.index), num(Some(e.a)), num(Some(e.b)), num(Some(e.abs)));
+            let _ = writeln!(
+                o,
+                "    {:<24} {:>12} {:>12} {:>12}",
+                format!("{:?}", e.index),
+                num(Some(e.a)),
+                num(Some(e.b)),
+                num(Some(e.abs))
+            );
         }
     }
     if !t.per_channel.is_empty() {
@@ -242,7 +271,14 @@ pub fn detail(o: &mut String, t: &TensorReport) {
     if t.per_frame.len() > 1 {
         let _ = writeln!(o, "  per frame:");
         for f in &t.per_frame {
-            let _ = writeln!(o, "    t={:<4} max_abs {:>10}  mean_abs {:>10}  rmse {:>10}", f.frame, num(Some(f.max_abs)), num(Some(f.mean_abs)), num(Some(f.rmse)));
+            let _ = writeln!(
+                o,
+                "    t={:<4} max_abs {:>10}  mean_abs {:>10}  rmse {:>10}",
+                f.frame,
+                num(Some(f.max_abs)),
+                num(Some(f.mean_abs)),
+                num(Some(f.rmse))
+            );
         }
     }
     for h in &t.hints {

@@ -90,9 +90,13 @@ fn err_stats(r: &Rows, i: usize) -> (f64, f64, f64) {
 
 /// Per-channel statistics and fit (axis 1).
 pub(crate) fn channel_stats(p: &Pair, shape: &[usize]) -> Result<Vec<ChannelStats>> {
-    let Some(r) = row_sums(p, shape, 1)? else { return Ok(vec![]) };
+    let Some(r) = row_sums(p, shape, 1)? else {
+        return Ok(vec![]);
+    };
     let s = r.s;
-    let mean = |sum: &[f64], i: usize| if r.finite[i] > 0 { sum[i] / r.finite[i] as f64 } else { 0.0 };
+    let mean = |sum: &[f64], i: usize| {
+        if r.finite[i] > 0 { sum[i] / r.finite[i] as f64 } else { 0.0 }
+    };
     let ma: Vec<f64> = (0..s).map(|i| mean(&r.sum_a, i)).collect();
     let mb: Vec<f64> = (0..s).map(|i| mean(&r.sum_b, i)).collect();
     // Centred second moments (two passes: no cancellation when the means are large).
@@ -131,7 +135,9 @@ pub(crate) fn channel_stats(p: &Pair, shape: &[usize]) -> Result<Vec<ChannelStat
 
 /// Per-frame error statistics (axis 2 of a 5-D tensor).
 pub(crate) fn frame_stats(p: &Pair, shape: &[usize]) -> Result<Vec<FrameStats>> {
-    let Some(r) = row_sums(p, shape, 2)? else { return Ok(vec![]) };
+    let Some(r) = row_sums(p, shape, 2)? else {
+        return Ok(vec![]);
+    };
     Ok((0..r.s)
         .map(|i| {
             let (max_abs, mean_abs, rmse) = err_stats(&r, i);

@@ -50,7 +50,13 @@ fn ordinal(dtype: DType, bytes: &[u8]) -> Option<i64> {
             // e4m3fn has no infinities; only S.1111.111 is NaN.
             let v = bytes[0] as u64;
             let mag = (v & 0x7F) as i64;
-            return if mag == 0x7F { None } else if v & 0x80 != 0 { Some(-mag) } else { Some(mag) };
+            return if mag == 0x7F {
+                None
+            } else if v & 0x80 != 0 {
+                Some(-mag)
+            } else {
+                Some(mag)
+            };
         }
         _ => return None,
     };

@@ -111,7 +111,8 @@ fn mismatched_shapes_and_dtypes() {
     assert_eq!(r.max_abs, None);
 
     // I32 against F32: compared in f64, exact ints, loosest tolerance (float32's).
-    let ints = RawTensor::from_vec("x", DType::I32, vec![3], [1i32, -2, 3].iter().flat_map(|v| v.to_le_bytes()).collect());
+    let ints =
+        RawTensor::from_vec("x", DType::I32, vec![3], [1i32, -2, 3].iter().flat_map(|v| v.to_le_bytes()).collect());
     let floats = f32t(vec![3], &[1.0, -2.0, 3.000001]);
     let r = cmp(&ints, &floats);
     assert!(!r.dtypes_match);
@@ -131,14 +132,30 @@ fn malformed_layout_is_an_error() {
 fn file_statuses_and_summary() {
     let file = |ts: Vec<RawTensor>| TensorFile { tensors: ts, metadata: Default::default() };
     let named = |n: &str, shape: Vec<usize>, v: &[f32]| RawTensor::from_f32(n, shape, v);
-    let a = file(vec![named("x", vec![2], &[1.0, 2.0]), named("y", vec![2], &[1.0, 2.0]), named("z", vec![1], &[0.0]), named("only_a", vec![1], &[0.0])]);
-    let b = file(vec![named("x", vec![2], &[1.0, 2.0]), named("y", vec![2], &[1.0, 3.0]), named("z", vec![2], &[0.0, 0.0]), named("only_b", vec![1], &[0.0])]);
+    let a = file(vec![
+        named("x", vec![2], &[1.0, 2.0]),
+        named("y", vec![2], &[1.0, 2.0]),
+        named("z", vec![1], &[0.0]),
+        named("only_a", vec![1], &[0.0]),
+    ]);
+    let b = file(vec![
+        named("x", vec![2], &[1.0, 2.0]),
+        named("y", vec![2], &[1.0, 3.0]),
+        named("z", vec![2], &[0.0, 0.0]),
+        named("only_b", vec![1], &[0.0]),
+    ]);
     let r = compare_files(&a, &b, &[], &Device::flex(), &CompareOptions::default()).unwrap();
     assert_eq!(r.verdict, Verdict::Mismatch);
     let statuses: Vec<(&str, Status)> = r.tensors.iter().map(|t| (t.name.as_str(), t.status)).collect();
     assert_eq!(
         statuses,
-        vec![("x", Status::Compared), ("y", Status::Compared), ("z", Status::ShapeMismatch), ("only_a", Status::OnlyInA), ("only_b", Status::OnlyInB)]
+        vec![
+            ("x", Status::Compared),
+            ("y", Status::Compared),
+            ("z", Status::ShapeMismatch),
+            ("only_a", Status::OnlyInA),
+            ("only_b", Status::OnlyInB)
+        ]
     );
     let s = &r.summary;
     assert_eq!((s.compared, s.matching, s.only_in_a, s.only_in_b, s.shape_mismatch), (2, 1, 1, 1, 1));
@@ -164,8 +181,14 @@ fn json_is_byte_identical_across_runs() {
     let va: Vec<f32> = (0..2 * 3 * 2 * 7 * 5).map(|_| next()).collect();
     let mut vb: Vec<f32> = va.iter().map(|v| v + next() * 1e-2).collect();
     vb[7] = f32::NAN;
-    let a = TensorFile { tensors: vec![RawTensor::from_f32("lat", vec![2, 3, 2, 7, 5], &va)], metadata: Default::default() };
-    let b = TensorFile { tensors: vec![RawTensor::from_f32("lat", vec![2, 3, 2, 7, 5], &vb)], metadata: Default::default() };
+    let a = TensorFile {
+        tensors: vec![RawTensor::from_f32("lat", vec![2, 3, 2, 7, 5], &va)],
+        metadata: Default::default(),
+    };
+    let b = TensorFile {
+        tensors: vec![RawTensor::from_f32("lat", vec![2, 3, 2, 7, 5], &vb)],
+        metadata: Default::default(),
+    };
     let run = || compare_files(&a, &b, &[], &Device::flex(), &CompareOptions::default()).unwrap().to_json();
     let first = run();
     for _ in 0..3 {

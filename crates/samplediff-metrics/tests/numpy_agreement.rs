@@ -41,7 +41,18 @@ fn check_case(case: &Value) {
     let e = &case["expected"];
     let w = |k: &str| format!("{name}.{k}");
 
-    for k in ["numel", "finite_pairs", "mismatched", "nan_a", "nan_b", "inf_a", "inf_b", "nan_position_mismatch", "inf_mismatch", "rel_zero_b"] {
+    for k in [
+        "numel",
+        "finite_pairs",
+        "mismatched",
+        "nan_a",
+        "nan_b",
+        "inf_a",
+        "inf_b",
+        "nan_position_mismatch",
+        "inf_mismatch",
+        "rel_zero_b",
+    ] {
         let got = match k {
             "numel" => t.numel,
             "finite_pairs" => t.finite_pairs,
@@ -136,7 +147,10 @@ fn check_case(case: &Value) {
     let fr = e["per_frame"].as_array().unwrap();
     assert_eq!(t.per_frame.len(), fr.len(), "{}", w("per_frame"));
     for (got, want) in t.per_frame.iter().zip(fr) {
-        assert_eq!((got.frame as u64, got.numel, got.mismatched), (u(&want["frame"]), u(&want["numel"]), u(&want["mismatched"])));
+        assert_eq!(
+            (got.frame as u64, got.numel, got.mismatched),
+            (u(&want["frame"]), u(&want["numel"]), u(&want["mismatched"]))
+        );
         close(got.max_abs, f(&want["max_abs"]), &w("frame max_abs"));
         close(got.mean_abs, f(&want["mean_abs"]), &w("frame mean_abs"));
         close(got.rmse, f(&want["rmse"]), &w("frame rmse"));

@@ -24,9 +24,9 @@ pub fn checked_numel(shape: &[usize]) -> Result<usize> {
 /// Check that `raw` holds exactly `numel × dtype size` bytes; returns numel.
 pub fn validate(raw: &RawTensor) -> Result<usize> {
     let numel = checked_numel(&raw.shape)?;
-    let want = numel.checked_mul(raw.dtype.size()).ok_or_else(|| {
-        TensorError::new(format!("tensor '{}': shape {:?} is too large", raw.name, raw.shape))
-    })?;
+    let want = numel
+        .checked_mul(raw.dtype.size())
+        .ok_or_else(|| TensorError::new(format!("tensor '{}': shape {:?} is too large", raw.name, raw.shape)))?;
     if raw.data.len() != want {
         return Err(TensorError::new(format!(
             "tensor '{}': {} {:?} needs {want} bytes but holds {}",
@@ -180,7 +180,8 @@ mod tests {
         let short = RawTensor { name: "t".into(), dtype: DType::F32, shape: vec![4], data: Bytes::new(vec![0u8; 12]) };
         let e = DeviceTensor::upload(&short, &device).unwrap_err();
         assert!(e.0.contains("needs 16 bytes but holds 12"), "{e}");
-        let huge = RawTensor { name: "t".into(), dtype: DType::F32, shape: vec![usize::MAX, 3], data: Bytes::new(vec![]) };
+        let huge =
+            RawTensor { name: "t".into(), dtype: DType::F32, shape: vec![usize::MAX, 3], data: Bytes::new(vec![]) };
         assert!(DeviceTensor::upload(&huge, &device).is_err());
     }
 }

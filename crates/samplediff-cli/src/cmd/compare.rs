@@ -115,7 +115,8 @@ fn on_device<T>(backend: Backend, f: impl FnOnce() -> anyhow::Result<T>) -> anyh
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(hook);
     out.unwrap_or_else(|p| {
-        let msg = p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()).unwrap_or("panic");
+        let msg =
+            p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()).unwrap_or("panic");
         Err(anyhow!("backend {backend:?} failed: {}", msg.lines().next().unwrap_or(msg)))
     })
 }

@@ -94,7 +94,11 @@ pub fn write(path: &Path, title: &str, maps: &[ErrorMap]) -> anyhow::Result<()> 
     let (h, w) = (shown[0].h, shown[0].w);
     // Integer up-scaling for small maps, max-pooling for big ones.
     let long = h.max(w).max(1);
-    let (up, down) = if long > TILE_TARGET { (1, long.div_ceil(TILE_TARGET)) } else { (((TILE_TARGET as f64 / long as f64).round() as usize).max(1), 1) };
+    let (up, down) = if long > TILE_TARGET {
+        (1, long.div_ceil(TILE_TARGET))
+    } else {
+        (((TILE_TARGET as f64 / long as f64).round() as usize).max(1), 1)
+    };
     let (th, tw) = (h.div_ceil(down) * up, w.div_ceil(down) * up);
     let tw_label = tw.max(15 * 8);
     let cols = (shown.len() as f64).sqrt().ceil() as usize;
