@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGES=${STAGES:-"setup rust wasm"}
+STAGES=${STAGES:-"setup rust matrix wasm"}
 
 # One cargo target dir: reuse one outside the clone when it exists (CI on this machine), never require it.
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
@@ -29,6 +29,12 @@ fi
 if has rust; then
   step "rust: cargo test (workspace, debug build on optimised dependencies)"
   cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/samplediff-cargo-test.log"
+fi
+
+if has matrix; then
+  step "matrix: every golden workflow on every backend (burn CPU, burn-wgpu on lavapipe) vs ComfyUI"
+  cargo build -p samplediff-cli
+  "${CARGO_TARGET_DIR:-target}/debug/samplediff" check-backends --workflows tests/fixtures/comfyui
 fi
 
 if has wasm; then
