@@ -4,9 +4,9 @@
 //! step (and the worst elements). ULP distances are the exception (see [`crate::ulp`]).
 //! Precision: f64 on devices that support it (flex does), else f32.
 
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, FloatDType, Tensor};
 use samplediff_formats::RawTensor;
-use samplediff_tensor::{DeviceTensor, validate};
+use samplediff_tensor::{DeviceTensor, compute_dtype, validate};
 
 use crate::device_ops::{indices, read_counts, read_floats};
 use crate::options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
@@ -18,7 +18,20 @@ use crate::{Result, hints, ulp};
 
 /// Compare `a` against the reference `b`. Layout errors (byte length vs shape) are errors;
 /// everything a valid tensor can hold (NaN, Inf, empty, 0-d, other dtypes) is a report.
+/// Computes in the best precision the device supports (f64 on the CPU backend).
 pub fn compare_tensors(a: &RawTensor, b: &RawTensor, device: &Device, opts: &CompareOptions) -> Result<TensorReport> {
+    compare_tensors_in(a, b, device, opts, compute_dtype(device))
+}
+
+/// [`compare_tensors`] in a chosen precision (F64 or F32). F32 is what most GPUs offer: whole-
+/// tensor sums then carry ~1e-7..1e-6 relative error; counts stay exact (integer sums).
+pub fn compare_tensors_in(
+    a: &RawTensor,
+    b: &RawTensor,
+    device: &Device,
+    opts: &CompareOptions,
+    precision: FloatDType,
+) -> Result<TensorReport> {
     validate(a)?;
     validate(b)?;
     let mut r = TensorReport::unmatched(pair_name(&a.name, &b.name), Status::Compared);
@@ -49,8 +62,8 @@ pub fn compare_tensors(a: &RawTensor, b: &RawTensor, device: &Device, opts: &Com
         r.values_match = true;
         return Ok(r);
     }
-    let ta = DeviceTensor::upload(a, device)?;
-    let tb = DeviceTensor::upload(b, device)?;
+    let ta = DeviceTensor::upload_as(a, device, precision)?;
+    let tb = DeviceTensor::upload_as(b, device, precision)?;
     let pair = Pair::new(ta.values, tb.values, rtol, atol);
     pair.global(&mut r, opts)?;
     pair.worst(&mut r, &a.shape, opts.top_k)?;

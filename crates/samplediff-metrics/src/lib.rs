@@ -27,7 +27,7 @@ mod slices;
 pub mod tolerance;
 pub mod ulp;
 
-pub use compare::{compare_tensors, pair_name, unravel};
+pub use compare::{compare_tensors, compare_tensors_in, pair_name, unravel};
 pub use error::{MetricsError, Result};
 pub use options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
 pub use pairing::{assemble, compare_files, match_tensors, parse_pair};

@@ -173,3 +173,47 @@ fn every_fixture_agrees_with_numpy() {
         assert!(formats.contains(want), "no {want} case in {formats:?}");
     }
 }
+
+/// The f32 path (what a GPU without f64 runs): the same numbers to float32 accuracy, counts
+/// exact. Checked on the CPU backend by asking for f32 explicitly.
+#[test]
+fn f32_precision_agrees_with_numpy_to_float32_accuracy() {
+    let text = std::fs::read_to_string(format!("{}/expected.json", fixture_dir())).unwrap();
+    let expected: Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for case in expected["cases"].as_array().unwrap() {
+        if case["dtype_a"] == "F64" || case["dtype_b"] == "F64" {
+            continue; // f64 files do not fit f32; that loss is not the metric's
+        }
+        let name = case["name"].as_str().unwrap();
+        let load = |key: &str| {
+            let path = format!("{}/{}", fixture_dir(), case[key].as_str().unwrap());
+            samplediff_formats::load_path(&path).unwrap().tensors.remove(0)
+        };
+        let t = samplediff_metrics::compare_tensors_in(
+            &load("file_a"),
+            &load("file_b"),
+            &Device::flex(),
+            &CompareOptions::default(),
+            burn::tensor::FloatDType::F32,
+        )
+        .unwrap();
+        let e = &case["expected"];
+        assert_eq!(t.finite_pairs, Some(u(&e["finite_pairs"])), "{name}");
+        assert_eq!(t.nan_position_mismatch, Some(u(&e["nan_position_mismatch"])), "{name}");
+        assert_eq!(t.mismatched, Some(u(&e["mismatched"])), "{name}");
+        for (k, got) in [
+            ("max_abs", t.max_abs),
+            ("mean_abs", t.mean_abs),
+            ("rmse", t.rmse),
+            ("cosine", t.cosine),
+            ("pearson", t.pearson),
+            ("mean_rel", t.mean_rel),
+        ] {
+            let (got, want) = (got.unwrap(), f(&e[k]));
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1e-6), "{name}.{k} in f32: {got} vs {want}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5);
+}

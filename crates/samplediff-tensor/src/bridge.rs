@@ -55,14 +55,24 @@ pub struct DeviceTensor {
 }
 
 impl DeviceTensor {
-    /// Decode `raw` and upload it to `device` as float values.
+    /// Decode `raw` and upload it to `device` as float values in [`compute_dtype`] precision.
     pub fn upload(raw: &RawTensor, device: &Device) -> Result<Self> {
+        Self::upload_as(raw, device, compute_dtype(device))
+    }
+
+    /// Decode `raw` and upload it in `precision` (F64 or F32; narrower types are refused, they
+    /// would round most file values). Lets a caller pick f32 on a device that has f64.
+    pub fn upload_as(raw: &RawTensor, device: &Device, precision: FloatDType) -> Result<Self> {
         let numel = validate(raw)?;
-        let data = match compute_dtype(device) {
+        let data = match precision {
             FloatDType::F64 => TensorData::new(raw.to_f64_vec(), [numel]),
-            _ => TensorData::new(raw.to_f32_vec(), [numel]),
+            FloatDType::F32 => TensorData::new(raw.to_f32_vec(), [numel]),
+            other => return Err(TensorError::new(format!("cannot compute in {other:?}: use F64 or F32"))),
         };
-        let values = Tensor::<1>::from_data(data, (device, compute_dtype(device).into()));
+        if !device.supports_dtype(BurnDType::from(precision)) {
+            return Err(TensorError::new(format!("the device does not support {precision:?}")));
+        }
+        let values = Tensor::<1>::from_data(data, (device, precision.into()));
         Ok(Self { name: raw.name.clone(), shape: raw.shape.clone(), dtype: raw.dtype, values })
     }
 
@@ -156,6 +166,15 @@ mod tests {
             assert_eq!(fixed.dims(), [2, 4]);
             assert!(t.reshaped::<3>().is_err());
         }
+    }
+
+    #[test]
+    fn f32_precision_on_request() {
+        let raw = RawTensor::from_f32("x", vec![3], &[1.5, -2.0, 1e-3]);
+        let t = DeviceTensor::upload_as(&raw, &Device::flex(), FloatDType::F32).unwrap();
+        assert_eq!(t.values.dtype(), BurnDType::F32);
+        assert_eq!(&*t.download(DType::F32).unwrap().data, &*raw.data);
+        assert!(DeviceTensor::upload_as(&raw, &Device::flex(), FloatDType::F16).is_err());
     }
 
     #[test]
