@@ -94,9 +94,14 @@ pub fn gather(src: &[u8], elem: usize, shape: &[usize], strides: &[usize], offse
         if inner_stride == 1 {
             out.extend_from_slice(&src[base * elem..(base + inner_len) * elem]);
         } else {
-            for i in 0..inner_len {
-                let at = (base + i * inner_stride) * elem;
-                out.extend_from_slice(&src[at..at + elem]);
+            let start = out.len();
+            out.resize(start + inner_len * elem, 0);
+            let row = &mut out[start..];
+            match elem {
+                1 => copy_strided::<1>(src, row, base, inner_stride),
+                2 => copy_strided::<2>(src, row, base, inner_stride),
+                4 => copy_strided::<4>(src, row, base, inner_stride),
+                _ => copy_strided::<8>(src, row, base, inner_stride),
             }
         }
         let mut dim = rank - 1;
@@ -115,6 +120,17 @@ pub fn gather(src: &[u8], elem: usize, shape: &[usize], strides: &[usize], offse
             base = base.wrapping_sub(strides[dim].wrapping_mul(shape[dim]));
             index[dim] = 0;
         }
+    }
+}
+
+/// Copy `dst.len() / N` elements of `N` bytes, `stride` elements apart from element `base`.
+/// Fixed-size copies keep this fast even in unoptimised (test) builds.
+fn copy_strided<const N: usize>(src: &[u8], dst: &mut [u8], base: usize, stride: usize) {
+    let mut at = base * N;
+    for d in dst.chunks_exact_mut(N) {
+        let s: &[u8; N] = src[at..at + N].try_into().unwrap();
+        d.copy_from_slice(s);
+        at += stride * N;
     }
 }
 

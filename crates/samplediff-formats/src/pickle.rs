@@ -87,6 +87,10 @@ pub enum Global {
     FrozenSet,
     /// `_codecs.encode(text, "latin1")`: protocol 2's spelling of a `bytes` literal.
     CodecsEncode,
+    /// `torch.Size(tuple)`: read as the tuple.
+    Size,
+    /// `torch.device(type[, index])`: read as the string torch prints, `"cuda:0"`.
+    Device,
     /// `torch.FloatStorage` etc. (typed), or `torch.storage.UntypedStorage` (`None`).
     StorageType(Option<DType>),
     /// `torch.float16` etc., the dtype argument of `_rebuild_tensor_v3`.
@@ -141,6 +145,8 @@ fn lookup_global(module: &str, name: &str) -> Option<Global> {
         ("builtins" | "__builtin__", "set") => Set,
         ("builtins" | "__builtin__", "frozenset") => FrozenSet,
         ("_codecs", "encode") => CodecsEncode,
+        ("torch", "Size") => Size,
+        ("torch", "device") => Device,
         ("torch.storage" | "torch", "UntypedStorage") => StorageType(None),
         ("torch", storage) if storage.ends_with("Storage") => StorageType(Some(storage_dtype(storage)?)),
         ("torch", dtype) => Dtype(torch_dtype(dtype)?),
@@ -836,6 +842,13 @@ impl<'a> Machine<'a> {
         }
     }
 
+    fn str_arg(&self, id: Id) -> Result<&str> {
+        match self.get(id) {
+            Obj::Str(s) => Ok(s),
+            other => Err(self.err(format!("expected a str, found a {}", other.kind()))),
+        }
+    }
+
     fn ints_arg(&self, id: Id, what: &str) -> Result<Vec<usize>> {
         let items = match self.get(id) {
             Obj::Tuple(items) => items.to_vec(),
@@ -923,6 +936,24 @@ impl<'a> Machine<'a> {
                 let id = self.new_container(Obj::Set(Vec::new()), &items)?;
                 self.objs[id as usize] = Obj::Set(items);
                 Ok(id)
+            }
+            Global::Size => match args {
+                [dims] => match self.get(*dims) {
+                    Obj::Tuple(items) => {
+                        let items = items.clone();
+                        self.new_container(Obj::Tuple(items.clone()), &items)
+                    }
+                    other => Err(self.err(format!("torch.Size of a {}", other.kind()))),
+                },
+                _ => Err(self.err("torch.Size needs one tuple")),
+            },
+            Global::Device => {
+                let text = match args {
+                    [kind] => self.str_arg(*kind)?.to_string(),
+                    [kind, index] => format!("{}:{}", self.str_arg(*kind)?, self.int_arg(*index, "device index")?),
+                    _ => return Err(self.err("torch.device needs a type and an optional index")),
+                };
+                self.new_obj(Obj::Str(text.into()))
             }
             Global::CodecsEncode => {
                 let [text, encoding] = args[..] else {

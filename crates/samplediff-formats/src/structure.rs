@@ -380,6 +380,16 @@ mod tests {
     }
 
     #[test]
+    fn torch_sizes_and_devices_read_as_plain_values() {
+        // pickle.dumps({"size": torch.Size([2, 3]), "dev": torch.device("cuda", 1), "cpu": torch.device("cpu")}, protocol=2)
+        let p = pickle(b"\x80\x02}q\x00(X\x04\x00\x00\x00sizeq\x01ctorch\nSize\nq\x02K\x02K\x03\x86q\x03\x85q\x04Rq\x05X\x03\x00\x00\x00devq\x06ctorch\ndevice\nq\x07X\x04\x00\x00\x00cudaq\x08K\x01\x86q\tRq\nX\x03\x00\x00\x00cpuq\x0bh\x07X\x03\x00\x00\x00cpuq\x0c\x85q\rRq\x0eu.");
+        let flat = flatten(&p, p.root, "x").unwrap();
+        assert_eq!(flat.metadata["size"], "[2, 3]");
+        assert_eq!(flat.metadata["dev"], "\"cuda:1\"");
+        assert_eq!(flat.metadata["cpu"], "\"cpu\"");
+    }
+
+    #[test]
     fn self_containing_lists_are_refused() {
         // l = []; l.append(l); pickle.dumps(l, protocol=2)
         let p = pickle(b"\x80\x02]q\x00h\x00a.");
