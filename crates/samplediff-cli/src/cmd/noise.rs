@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', required = true)]
     shape: Vec<usize>,
     /// The LATENT's batch_index, comma-separated (e.g. 0,0,1): one draw per batch slot, reordered.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     batch_index: Option<Vec<i64>>,
     /// Which random generator to reproduce.
     #[arg(long, value_enum, default_value = "torch-cpu")]
