@@ -50,7 +50,7 @@ fn parse() -> Result<Args, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if a.heads == 0 || a.dim % a.heads != 0 || (a.dim / a.heads) % 8 != 0 {
+    if a.heads == 0 || !a.dim.is_multiple_of(a.heads) || !(a.dim / a.heads).is_multiple_of(8) {
         return Err(format!("dim {} must split into heads {} of a width divisible by 8", a.dim, a.heads));
     }
     Ok(a)
