@@ -4,7 +4,7 @@
 //! step (and the worst elements). ULP distances are the exception (see [`crate::ulp`]).
 //! Precision: f64 on devices that support it (flex does), else f32.
 
-use burn::tensor::{Bool, Device, FloatDType, Tensor};
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor};
 use samplediff_formats::RawTensor;
 use samplediff_tensor::{DeviceTensor, compute_dtype, validate};
 
@@ -66,11 +66,13 @@ pub fn compare_tensors_in(
     let tb = DeviceTensor::upload_as(b, device, precision)?;
     let pair = Pair::new(ta.values, tb.values, rtol, atol);
     pair.global(&mut r, opts)?;
-    pair.worst(&mut r, &a.shape, opts.top_k)?;
-    if let Some(n) = r.finite_pairs.filter(|&n| n > 0) {
-        let errors =
-            if n as usize == numel { pair.ad.clone() } else { pair.ad.clone().mask_select(pair.finite.clone()) };
-        let (p, h) = error_distribution(errors)?;
+    if let Some(n) = r.finite_pairs.filter(|&n| n > 0).map(|n| n as usize) {
+        // One sort serves the worst elements, the percentiles and the histogram: non-finite
+        // pairs are keyed -1 so they sort after every real error.
+        let keyed = pair.ad.clone().mask_fill(pair.nonfinite.clone(), -1.0);
+        let (desc, order) = keyed.sort_descending_with_indices(0);
+        pair.worst(&mut r, &a.shape, opts.top_k.min(n), order)?;
+        let (p, h) = error_distribution(if n == numel { desc } else { desc.narrow(0, 0, n) })?;
         r.percentiles_abs = Some(p);
         r.histogram = Some(h);
     }
@@ -212,14 +214,13 @@ impl Pair {
         Ok(())
     }
 
-    /// The `k` largest |a-b| over finite pairs with their indices and both values.
-    fn worst(&self, r: &mut TensorReport, shape: &[usize], k: usize) -> Result<()> {
-        let k = k.min(r.finite_pairs.unwrap_or(0) as usize);
+    /// The `k` largest |a-b| over finite pairs with their indices and both values; `order` is
+    /// the flat indices of the elements by descending error (non-finite pairs last).
+    fn worst(&self, r: &mut TensorReport, shape: &[usize], k: usize, order: Tensor<1, Int>) -> Result<()> {
         if k == 0 {
             return Ok(());
         }
-        let keyed = self.ad.clone().mask_fill(self.nonfinite.clone(), -1.0);
-        let (_, idx) = keyed.topk_with_indices(k, 0);
+        let idx = order.narrow(0, 0, k);
         let flat: Vec<i64> = samplediff_tensor::read_i64(idx)?;
         let at = indices(flat.clone(), &self.a.device());
         let v = read_floats(vec![self.a.clone().select(0, at.clone()), self.b.clone().select(0, at)])?;

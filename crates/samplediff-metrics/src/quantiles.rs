@@ -1,4 +1,5 @@
-//! Percentiles and the decade histogram of |a-b|, both from one sort of the errors.
+//! Percentiles and the decade histogram of |a-b|, both from the one sort of the errors that
+//! also gives the worst elements.
 
 use burn::tensor::Tensor;
 
@@ -12,11 +13,13 @@ pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 /// At most this many decades in the histogram; smaller non-zero errors fall in the first bin.
 pub const MAX_DECADES: i32 = 40;
 
-/// Percentiles and histogram of `errors` (non-negative, finite, at least one element).
-pub fn error_distribution(errors: Tensor<1>) -> Result<(Percentiles, Histogram)> {
-    let n = errors.dims()[0];
-    let device = errors.device();
-    let sorted = errors.sort(0);
+/// Percentiles and histogram of `sorted`: the errors (non-negative, finite, at least one) in
+/// descending order, as the caller's single sort leaves them.
+pub fn error_distribution(sorted: Tensor<1>) -> Result<(Percentiles, Histogram)> {
+    let n = sorted.dims()[0];
+    let device = sorted.device();
+    // Ascending rank i sits at position n-1-i.
+    let at = |i: usize| (n - 1 - i) as i64;
 
     // numpy 'linear': virtual index (n-1)q, neighbours floor and floor+1 (clipped).
     let positions: Vec<(usize, usize, f64)> = QUANTILES
@@ -27,8 +30,8 @@ pub fn error_distribution(errors: Tensor<1>) -> Result<(Percentiles, Histogram)>
             ((lo as usize).min(n - 1), (lo as usize + 1).min(n - 1), v - lo)
         })
         .collect();
-    let mut idx: Vec<i64> = positions.iter().flat_map(|&(lo, hi, _)| [lo as i64, hi as i64]).collect();
-    idx.push(n as i64 - 1);
+    let mut idx: Vec<i64> = positions.iter().flat_map(|&(lo, hi, _)| [at(lo), at(hi)]).collect();
+    idx.push(at(n - 1));
     let picked = sorted.clone().select(0, indices(idx, &device));
     let zero_count = sorted.clone().equal_elem(0.0).int().sum();
     let (vals, zero) = (read_floats(vec![picked])?, read_counts(vec![zero_count])?[0]);
@@ -41,7 +44,7 @@ pub fn error_distribution(errors: Tensor<1>) -> Result<(Percentiles, Histogram)>
     let histogram = if zero as usize == n {
         Histogram { zero, bins: vec![] }
     } else {
-        let min_nonzero = read_floats(vec![sorted.clone().select(0, indices(vec![zero as i64], &device))])?[0];
+        let min_nonzero = read_floats(vec![sorted.clone().select(0, indices(vec![at(zero as usize)], &device))])?[0];
         decade_histogram(&sorted, n, zero, min_nonzero, max)?
     };
     Ok((percentiles, histogram))
@@ -70,7 +73,7 @@ pub fn decade(x: f64) -> i32 {
     k
 }
 
-fn decade_histogram(sorted: &Tensor<1>, n: usize, zero: u64, min_nonzero: f64, max: f64) -> Result<Histogram> {
+fn decade_histogram(errors: &Tensor<1>, n: usize, zero: u64, min_nonzero: f64, max: f64) -> Result<Histogram> {
     let hi_k = decade(max);
     let lo_k = decade(min_nonzero).max(hi_k - MAX_DECADES + 1);
     // Count of errors below each inner edge 10^(lo_k+1) .. 10^hi_k; the outer edges are known.
@@ -78,7 +81,7 @@ fn decade_histogram(sorted: &Tensor<1>, n: usize, zero: u64, min_nonzero: f64, m
     let below = if inner.is_empty() {
         vec![]
     } else {
-        read_counts(inner.iter().map(|&k| sorted.clone().lower_elem(pow10(k)).int().sum()).collect())?
+        read_counts(inner.iter().map(|&k| errors.clone().lower_elem(pow10(k)).int().sum()).collect())?
     };
     let mut edges_below = vec![zero];
     edges_below.extend(below);
