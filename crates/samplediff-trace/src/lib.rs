@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod names;
 pub mod numeric;
 pub mod recorder;
+pub mod render;
 pub mod rounding;
 mod trace;
 pub mod verify;

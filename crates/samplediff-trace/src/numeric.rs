@@ -37,7 +37,7 @@ pub fn rel_rms(a: &[f32], b: &[f32]) -> f64 {
     if diff.is_nan() {
         return f64::NAN;
     }
-    let scale = rms(b).max(rms(a));
+    let scale = if rms(b) > 0.0 { rms(b) } else { rms(a) };
     if scale == 0.0 {
         return f64::INFINITY;
     }

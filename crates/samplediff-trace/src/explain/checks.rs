@@ -575,6 +575,11 @@ fn sampler(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>, claims: &mut Cl
         ));
         return;
     }
+    if let Event::Update { call } = event
+        && update_sigmas_differ(ctx, *call)
+    {
+        return; // the schedule moved the update: the sigmas finding covers it
+    }
     let evidence = match event {
         Event::Update { call } => {
             let prev = call - 1;
@@ -594,6 +599,14 @@ fn sampler(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>, claims: &mut Cl
     };
     claims.insert("sampler");
     out.push(Finding::new(Cause::SamplerUpdate, 0.75, "sampler", step, evidence));
+}
+
+/// Whether the sigmas the update into call `call` used (its step's sigma and the next) differ.
+fn update_sigmas_differ(ctx: &Ctx<'_>, call: usize) -> bool {
+    let step = step_of_call(ctx.a, call - 1);
+    let (Some((sa, _)), Some((sb, _))) = (ctx.a.sigmas(), ctx.b.sigmas()) else { return false };
+    let at = |v: &[f32], i: usize| v.get(i).map(|x| x.to_bits());
+    at(&sa, step) != at(&sb, step) || at(&sa, step + 1) != at(&sb, step + 1)
 }
 
 /// Per channel `b ≈ scale·a + shift`: how close are the fits to `x·std + mean` (Wan 2.1)?
