@@ -24,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(traces::load_trace_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(traces::write_trace, m)?)?;
     m.add_function(wrap_pyfunction!(traces::explain_files, m)?)?;
+    m.add_function(wrap_pyfunction!(traces::weights_hash, m)?)?;
     m.add_function(wrap_pyfunction!(sample::sample, m)?)?;
     m.add_function(wrap_pyfunction!(sample::sigmas, m)?)?;
     m.add_function(wrap_pyfunction!(sample::noise, m)?)?;

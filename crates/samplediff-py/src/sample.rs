@@ -438,12 +438,14 @@ fn recorder(t: &TraceRequest, req: &Request, noise: &Tensor<5>, sigmas: &[f32]) 
         let value: Value = serde_json::from_str(v).map_err(|e| format!("trace setting '{k}' is not JSON: {e}"))?;
         rec.setting(k.clone(), value);
     }
-    for raw in &t.tensors {
-        rec.raw(raw.clone());
-    }
     rec.raw(RawTensor::from_f32("latent_in", req.latent_shape.clone(), &req.latent));
     rec.tensor("noise", noise).map_err(|e| e.to_string())?;
     rec.sigmas(sigmas);
+    // The caller's tensors last: they may say better what an input was (ComfyUI's LATENT before
+    // the empty-latent channel fix, say).
+    for raw in &t.tensors {
+        rec.raw(raw.clone());
+    }
     Ok(rec)
 }
 

@@ -144,3 +144,20 @@ pub fn explain_files(py: Python<'_>, path_a: String, path_b: String) -> PyResult
         Ok((e.to_json(), render(&e, &path_a, &path_b)))
     })
 }
+
+/// The trace crate's weights fingerprint of `(name, array, dtype_name_or_None)` triples as
+/// stored (`samplediff_trace::fingerprint::weights_hash`), as the manifest's JSON. The Python
+/// package streams the same recipe for large models; this is its reference.
+#[pyfunction]
+pub fn weights_hash(py: Python<'_>, stage: String, tensors: &Bound<'_, PyAny>) -> PyResult<String> {
+    use samplediff_trace::fingerprint::{HashInput, weights_hash};
+    let tensors = borrow_tensors(tensors)?;
+    let result = run_detached(py, || {
+        let inputs = tensors
+            .iter()
+            .map(|t| HashInput { name: &t.name, dtype: t.dtype.name(), shape: &t.shape, bytes: &t.data });
+        serde_json::to_string(&weights_hash(&stage, inputs)).map_err(|e| e.to_string())
+    });
+    drop(tensors);
+    result
+}

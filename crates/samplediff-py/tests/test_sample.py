@@ -233,3 +233,19 @@ def test_torch_in_torch_out():
     out = samplediff.sample(torch_model, latent=tt["latent_in"], **chain_settings(s))
     assert isinstance(out, torch.Tensor)
     assert torch.equal(out, tt["latent_out"])
+
+
+def test_weights_hash_is_the_trace_crates_recipe():
+    import json
+
+    rng = np.random.default_rng(3)
+    tensors = {"b.weight": rng.standard_normal((3, 4)).astype(np.float32), "a.bias": np.arange(5, dtype=np.float16)}
+    ours = samplediff.weights_hash("base", tensors.items())
+    native = json.loads(samplediff._native.weights_hash("base", [(k, v, None) for k, v in tensors.items()]))
+    assert ours == native and ours["keys"] == 2 and ours["dtypes"] == {"F16": 1, "F32": 1}
+    # Stage "loaded": float32 values under the compute dtype's name; F32 arrays hash as stored.
+    f32 = {"w": tensors["b.weight"]}
+    assert samplediff.weights_hash("x", f32.items(), dtype_name="F32")["sha256"] == samplediff.weights_hash("x", f32.items())["sha256"]
+    changed = {"b.weight": np.nextafter(tensors["b.weight"], 9), "a.bias": tensors["a.bias"]}
+    assert samplediff.weights_hash("base", changed.items())["sha256"] != ours["sha256"]
+    assert samplediff.weights_hash("base", [])["sha256"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -7,7 +7,8 @@ Everything runs in the same Rust core as the ``samplediff`` command line:
   as a dict (same schema, same numbers);
 * :func:`read_trace` / :func:`write_trace` read and write traces (safetensors in the layout of
   ComfyUI recordings), :func:`load` reads any tensor file the CLI reads;
-* :func:`explain` says where two traces part and what that points to;
+* :func:`explain` says where two traces part and what that points to; :func:`weights_hash`
+  fingerprints a model's weights for a trace's manifest;
 * :func:`sample` runs ComfyUI's KSampler chain (noise, sigmas, sampler, CFG, CFGNorm, latent
   format) around a Python callable, so a service samples bit for bit as the workflow did;
   :func:`sigmas` and :func:`noise` give its schedule and initial noise.
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_array, as_f32, is_torch_tensor, named_arrays
+from ._fingerprint import weights_hash
 from ._native import SampleDiffError
 
 __version__ = _native.__version__
@@ -45,6 +47,7 @@ __all__ = [
     "read_trace",
     "sample",
     "sigmas",
+    "weights_hash",
     "write_trace",
 ]
 
@@ -202,6 +205,12 @@ class Trace:
         """The manifest (format, tool, environment, model fingerprint, conditioning, noise), if any."""
         raw = self.metadata.get(MANIFEST_KEY)
         return None if raw is None else json.loads(raw)
+
+    def save(self, path: PathLike) -> str:
+        """Write this trace (tensors and metadata as they are) atomically; returns the path."""
+        path = os.fspath(path)
+        _native.write_trace(path, [(k, *as_array(v, k)) for k, v in self.tensors.items()], dict(self.metadata))
+        return path
 
     @property
     def steps(self) -> int:
