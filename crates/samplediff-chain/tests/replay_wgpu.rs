@@ -51,6 +51,7 @@ fn wgpu_replay_is_within_1e_6_of_comfyui() {
         // ... and against the same chain on flex.
         let out_gpu = on_gpu.latent_out.clone().to_device(&cpu);
         let vs_flex = max_abs_diff(&out_gpu, &on_cpu.latent_out).unwrap();
+        eprintln!("{name}: computed on {:?}", on_gpu.latent_out.device());
         eprintln!(
             "{name}: wgpu vs ComfyUI worst max abs {worst:e} ({worst_name}), {identical}/{} tensors identical; \
              latent_out wgpu vs flex {vs_flex:e}",
