@@ -78,7 +78,7 @@ pub fn render(report: &CompareReport, opts: &RenderOptions) -> String {
     let _ = writeln!(o);
 
     // Overview: one line per tensor.
-    let w = report.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).clamp(4, 48);
+    let w = report.tensors.iter().map(|t| t.name.len()).max().unwrap_or(6).clamp(6, 48);
     let shape_cell = |t: &TensorReport| match (&t.shape_a, &t.shape_b) {
         (Some(a), Some(b)) if a != b => format!("{a:?} vs {b:?}"),
         (Some(a), _) | (None, Some(a)) => format!("{a:?}"),
