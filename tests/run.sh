@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGES=${STAGES:-"setup rust matrix wasm"}
+STAGES=${STAGES:-"setup rust matrix wasm web"}
 
 # One cargo target dir: reuse one outside the clone when it exists (CI on this machine), never require it.
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
@@ -42,5 +42,19 @@ if has wasm; then
   cargo build --target wasm32-unknown-unknown \
     -p samplediff-formats -p samplediff-tensor -p samplediff-metrics -p samplediff-chain -p samplediff-model
 fi
+
+# ---- web: the browser viewer, tested in headless Chromium (issue 7) ----------------------------
+# Installs (idempotent): Debian's chromium; wasm-bindgen-cli of Cargo.lock's wasm-bindgen version
+# (web/build-wasm.sh, from crates.io); the viewer's npm dev dependencies (web/package-lock.json).
+# The tests compare the page's report with the debug CLI's `compare --json`, so it builds the CLI.
+if has web; then
+  step "web: wasm module (cargo profile wasm), viewer, browser tests"
+  command -v chromium >/dev/null || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }
+  cargo build -p samplediff-cli
+  bash web/build-wasm.sh
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && node build.mjs \
+    && node --test test/viewer.test.mjs)
+fi
+# ---- end of web ------------------------------------------------------------------------------------
 
 step "done"
