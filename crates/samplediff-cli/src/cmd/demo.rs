@@ -16,6 +16,7 @@ use samplediff_metrics::{CompareOptions, CompareReport, compare_files};
 use super::compare::Backend;
 
 pub mod latents;
+pub mod story;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,7 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         intro();
     }
     compare_stage(&mut state, &args)?;
-    // Later stages (trace the chain, explain the cause) go here.
+    if !args.json {
+        story::run()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

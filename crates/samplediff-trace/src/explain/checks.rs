@@ -229,10 +229,13 @@ fn noise(ctx: &Ctx<'_>, out: &mut Vec<Finding>, claims: &mut Claims) {
         (Some(x), Some(y)) => x.source != y.source || (x.source.is_none() && y.source.is_none()),
         _ => false,
     };
-    let differs = match raw_equal {
-        Some(eq) => !eq,
-        // Without the noise itself: the identified generators, when the other inputs agree.
-        None => sources_differ && same_latent_and_sigma0(ctx),
+    let identified = (na.and_then(|n| n.source), nb.and_then(|n| n.source));
+    let differs = match (raw_equal, identified) {
+        (Some(eq), _) => !eq,
+        // Without the noise itself: two identified generators/seeds settle it ...
+        (None, (Some(x), Some(y))) => x != y,
+        // ... else unidentified noise counts only when the other inputs of x_T agree.
+        (None, _) => sources_differ && same_latent_and_sigma0(ctx),
     };
     if !differs {
         return;
@@ -403,7 +406,31 @@ fn model(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>, claims: &mut Clai
         out.push(Finding::new(Cause::ModelWeights, confidence, "model", step, evidence));
         return;
     }
-    let Some((call, rel)) = observed else { return };
+    let Some((call, rel)) = observed else {
+        // No call with identical inputs to measure the model on: the settings still say it differs.
+        let keys = ["lora", "lora_strength", "weight_dtype", "precision"];
+        let differing: Vec<String> = ctx
+            .diff
+            .settings
+            .iter()
+            .filter(|s| keys.contains(&s.key.as_str()))
+            .map(|s| format!("{} {} vs {}", s.key, s.a.as_ref().map_or("(unset)".into(), Value::to_string), s.b.as_ref().map_or("(unset)".into(), Value::to_string)))
+            .collect();
+        if !differing.is_empty() {
+            claims.extend(keys);
+            out.push(Finding::new(
+                Cause::ModelWeights,
+                0.6,
+                "model",
+                Some(0),
+                format!(
+                    "the settings load the model differently: {}. No model fingerprint, and the runs part before any model call with identical inputs, so its effect cannot be measured separately",
+                    differing.join(", ")
+                ),
+            ));
+        }
+        return;
+    };
     let step = step_of_call(ctx.a, call);
     if rel <= MODEL_FLOOR {
         out.push(drift(ctx, call, rel));
@@ -784,7 +811,7 @@ fn settings(ctx: &Ctx<'_>, out: &mut Vec<Finding>, claims: &Claims) {
     let finding = if numbers_equal {
         Finding::new(Cause::Settings, 1.0, "settings", None, evidence + ". No numeric effect: every tensor is bit-identical").without_effect()
     } else if numeric {
-        Finding::new(Cause::Settings, 0.3, "settings", None, evidence + ". Not needed to explain the numbers (see the findings above)").without_effect()
+        Finding::new(Cause::Settings, 0.3, "settings", None, evidence + ". Their own effect is not isolated: the runs part earlier for the reasons above").without_effect()
     } else {
         Finding::new(Cause::Settings, 0.6, "settings", None, evidence + ". No stage check isolates their effect")
     };
