@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGES=${STAGES:-"setup rust matrix wasm web"}
+STAGES=${STAGES:-"setup rust matrix wasm web python"}
 
 # One cargo target dir: reuse one outside the clone when it exists (CI on this machine), never require it.
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
@@ -56,5 +56,26 @@ if has web; then
     && node --test test/viewer.test.mjs)
 fi
 # ---- end of web ------------------------------------------------------------------------------------
+
+# ---- python: the samplediff wheel and its pytest suite (issue 6) ---------------------------------
+# Installs (idempotent): a venv under the cargo target dir with maturin, pytest and numpy (PyPI).
+# Builds the abi3 wheel with the dev profile (our crates in debug, dependencies optimised: the
+# cargo cache is shared with the other stages), installs it and runs crates/samplediff-py/tests:
+# numpy only; torch tests skip without torch; the ComfyUI integration test runs only when
+# SAMPLEDIFF_COMFYUI names a ComfyUI checkout. compare_files is checked against the debug CLI's
+# `compare --json`, so it builds the CLI.
+if has python; then
+  step "python: samplediff wheel (maturin, dev profile) and pytest"
+  PYVENV="${CARGO_TARGET_DIR:-$ROOT/target}/samplediff-pyvenv"
+  [ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
+  "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "pytest>=7" "numpy>=1.25"
+  cargo build -p samplediff-cli
+  rm -rf "$PYVENV/wheels"
+  "$PYVENV/bin/maturin" build --profile dev --strip -m crates/samplediff-py/Cargo.toml \
+    -i "$PYVENV/bin/python" -o "$PYVENV/wheels"
+  "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$PYVENV"/wheels/samplediff-*.whl
+  (cd crates/samplediff-py && "$PYVENV/bin/python" -m pytest -q -p no:cacheprovider -rs tests)
+fi
+# ---- end of python ---------------------------------------------------------------------------------
 
 step "done"

@@ -13,7 +13,8 @@ use burn::tensor::Device;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use samplediff_formats::{DType, RawTensor, TensorFile};
-use samplediff_trace::{Explanation, Trace};
+use samplediff_trace::Trace;
+use samplediff_trace::render::explain_text;
 
 use crate::arrays::borrow_tensors;
 use crate::errors::run_detached;
@@ -108,29 +109,8 @@ pub fn trace_bytes(trace: &Trace) -> Result<Vec<u8>, String> {
     trace.to_safetensors().map_err(|e| format!("trace: {e}"))
 }
 
-/// The explanation as text: one numbered line per finding, earliest root cause first.
-fn render(e: &Explanation, label_a: &str, label_b: &str) -> String {
-    let mut out = format!("samplediff explain\n  A: {label_a}\n  B: {label_b} (reference)\n");
-    if e.identical() {
-        out.push_str(&format!("identical: {}\n", e.findings[0].evidence));
-        return out;
-    }
-    for (i, f) in e.findings.iter().enumerate() {
-        let step = f.step.map(|s| format!(", step {s}")).unwrap_or_default();
-        out.push_str(&format!(
-            "{}. {} ({}{step}, confidence {:.2}): {}\n",
-            i + 1,
-            f.cause.code(),
-            f.stage,
-            f.confidence,
-            f.evidence
-        ));
-    }
-    out
-}
-
 /// `explain(path_a, path_b)`: the trace crate's explanation of where two traces part, as
-/// `(json, text)`. B is the reference.
+/// `(json, text)` -- the JSON and text of `samplediff explain A B [--json]`. B is the reference.
 #[pyfunction]
 #[pyo3(name = "explain")]
 pub fn explain_files(py: Python<'_>, path_a: String, path_b: String) -> PyResult<(String, String)> {
@@ -141,7 +121,7 @@ pub fn explain_files(py: Python<'_>, path_a: String, path_b: String) -> PyResult
         };
         let (a, b) = (load(&path_a)?, load(&path_b)?);
         let e = samplediff_trace::explain(&a, &b, &Device::flex()).map_err(|e| e.to_string())?;
-        Ok((e.to_json(), render(&e, &path_a, &path_b)))
+        Ok((e.to_json(), explain_text(&e)))
     })
 }
 

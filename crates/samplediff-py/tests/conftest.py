@@ -2,6 +2,7 @@
 package under test), so a reader bug cannot hide behind itself."""
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -12,6 +13,8 @@ REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures"
 COMFY = FIXTURES / "comfyui"
 HOSTILE = FIXTURES / "hostile"
+# The debug CLI, when built: the Python results must equal its JSON and text.
+CLI = Path(os.environ.get("CARGO_TARGET_DIR", "/work/cargo-target")) / "debug" / "samplediff"
 
 _ST_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "U8": "u1", "BOOL": "?"}
 

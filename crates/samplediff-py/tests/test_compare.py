@@ -1,17 +1,13 @@
 """compare / compare_files: the report of `samplediff compare --json`, from arrays and files."""
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import samplediff
-from conftest import COMFY, FIXTURES
-
-CLI = Path(os.environ.get("CARGO_TARGET_DIR", "/work/cargo-target")) / "debug" / "samplediff"
+from conftest import CLI, COMFY, FIXTURES
 
 
 def test_identical_arrays_match_with_zero_error():
