@@ -59,6 +59,23 @@ fn gpu_noise() {
     assert!(e.findings[0].evidence.contains("CUDA"), "{}", e.findings[0].evidence);
 }
 
+/// Hypothesis 7 (device): an ancestral sampler drawing its per-step noise on the GPU.
+#[test]
+fn ancestral_step_noise_on_gpu() {
+    let base = Run { sampler: "euler_ancestral", ..Run::default() };
+    let a = record(&base);
+    let b = record(&Run { step_noise: NoiseKind::Philox, ..base });
+    let e = explain(&a, &b, &Device::flex()).unwrap();
+    for f in &e.findings {
+        eprintln!("[{}] {}", f.cause.code(), f.evidence);
+    }
+    assert_first(&e, Cause::SamplerUpdate);
+    assert_eq!(e.findings[0].step, Some(0));
+    let ev = &e.findings[0].evidence;
+    assert!(ev.contains("per-step noise differs") && ev.contains("with CUDA Philox per-step noise"), "{ev}");
+    assert!(e.findings[0].confidence > 0.9);
+}
+
 /// Hypothesis 3 (transformation order/state): ModelSamplingAuraFlow with another shift.
 #[test]
 fn shift() {

@@ -602,6 +602,30 @@ fn sampler(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>, claims: &mut Cl
         ));
         return;
     }
+    if let (Some(p), Some(q)) = (ia, ib)
+        && p.exact
+        && q.exact
+        && p.name == q.name
+        && p.step_noise != q.step_noise
+    {
+        claims.insert("sampler");
+        let show = |n: Option<&'static str>| n.unwrap_or("no");
+        out.push(Finding::new(
+            Cause::SamplerUpdate,
+            0.95,
+            "sampler",
+            step,
+            format!(
+                "both run {}, but its per-step noise differs: A's trajectory is {}; B's is {}. ComfyUI draws this noise where the latent lives ({} vs {} generator)",
+                p.name,
+                describe(ia),
+                describe(ib),
+                show(p.step_noise),
+                show(q.step_noise)
+            ),
+        ));
+        return;
+    }
     if let Event::Update { call } = event
         && update_sigmas_differ(ctx, *call)
     {

@@ -3,7 +3,8 @@
 //! predictions, and must land on every recorded call's `x` bit for bit.
 
 use burn::tensor::{DType, Device, Tensor};
-use samplediff_chain::ksampler::{NoiseSampler, TorchCpuNoiseSampler};
+use samplediff_chain::ksampler::{CudaPhiloxNoiseSampler, NoiseSampler, TorchCpuNoiseSampler};
+use samplediff_chain::rng::CudaDevice;
 use samplediff_chain::model_sampling::ModelSampling;
 use samplediff_chain::sampler::Sampler;
 
@@ -28,6 +29,8 @@ pub struct SamplerId {
     pub calls: usize,
     /// Whether the candidate is the trace's own `sampler` setting.
     pub matches_settings: bool,
+    /// For samplers that draw noise every step: whose noise reproduced it.
+    pub step_noise: Option<&'static str>,
     /// The sampler's final state (before inverse noise scaling), when it ran to the end.
     pub samples: Option<Tensor<5>>,
 }
@@ -35,7 +38,8 @@ pub struct SamplerId {
 impl SamplerId {
     pub fn describe(&self) -> String {
         if self.exact {
-            format!("{} (reproduces all {} recorded model-call inputs bit for bit)", self.name, self.calls)
+            let noise = self.step_noise.map(|n| format!(" with {n} per-step noise")).unwrap_or_default();
+            format!("{}{noise} (reproduces all {} recorded model-call inputs bit for bit)", self.name, self.calls)
         } else {
             format!(
                 "no implemented sampler reproduces it; closest {} (first {} of {} model-call inputs)",
@@ -75,29 +79,39 @@ pub fn identify_sampler(
     let mut best: Option<SamplerId> = None;
     for name in names {
         let Ok(sampler) = Sampler::from_name(&name) else { continue };
-        let mut cpu_noise = TorchCpuNoiseSampler::new(seed);
-        let noise: Option<&mut dyn NoiseSampler> = sampler.is_stochastic().then_some(&mut cpu_noise as &mut dyn NoiseSampler);
-        let out = drive(sampler, &x0, sigmas, &Answers::Denoised(&denoised), noise, model_sampling, DType::F32);
-        let matched = out
-            .call_x
-            .iter()
-            .zip(&recorded_x)
-            .take_while(|(got, want)| host(got).is_ok_and(|g| bit_equal(&g, want)))
-            .count();
-        let exact = matched == calls && out.call_x.len() == calls && out.samples.is_some();
-        let id = SamplerId {
-            matches_settings: own.as_deref() == Some(name.as_str()),
-            name,
-            exact,
-            matched_calls: matched,
-            calls,
-            samples: out.samples,
-        };
-        if exact {
-            return Some(id);
-        }
-        if best.as_ref().is_none_or(|b| id.matched_calls > b.matched_calls) {
-            best = Some(id);
+        // Stochastic samplers: ComfyUI's CPU generator (`--cpu`), then a CUDA device's Philox.
+        let noises: &[Option<&'static str>] = if sampler.is_stochastic() { &[Some("CPU"), Some("CUDA Philox")] } else { &[None] };
+        for &step_noise in noises {
+            let mut cpu = TorchCpuNoiseSampler::new(seed);
+            let mut gpu = CudaPhiloxNoiseSampler::new(seed, CudaDevice::H100_SXM);
+            let noise: Option<&mut dyn NoiseSampler> = match step_noise {
+                Some("CPU") => Some(&mut cpu),
+                Some(_) => Some(&mut gpu),
+                None => None,
+            };
+            let out = drive(sampler, &x0, sigmas, &Answers::Denoised(&denoised), noise, model_sampling, DType::F32);
+            let matched = out
+                .call_x
+                .iter()
+                .zip(&recorded_x)
+                .take_while(|(got, want)| host(got).is_ok_and(|g| bit_equal(&g, want)))
+                .count();
+            let exact = matched == calls && out.call_x.len() == calls && out.samples.is_some();
+            let id = SamplerId {
+                matches_settings: own.as_deref() == Some(name.as_str()),
+                name: name.clone(),
+                exact,
+                matched_calls: matched,
+                calls,
+                step_noise,
+                samples: out.samples,
+            };
+            if exact {
+                return Some(id);
+            }
+            if best.as_ref().is_none_or(|b| id.matched_calls > b.matched_calls) {
+                best = Some(id);
+            }
         }
     }
     best.map(|mut b| {

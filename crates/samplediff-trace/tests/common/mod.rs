@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use samplediff_chain::denoiser::{Denoiser, ModelCall, ModelOutput, Predictions};
 use samplediff_chain::error::Result as ChainResult;
-use samplediff_chain::ksampler::{Hooks, InitialNoise, KSampler, Latent, NoiseSampler, TorchCpuNoiseSampler, inverse_noise_scaling};
+use samplediff_chain::ksampler::{CudaPhiloxNoiseSampler, Hooks, InitialNoise, KSampler, Latent, NoiseSampler, TorchCpuNoiseSampler, inverse_noise_scaling};
 use samplediff_chain::latent_format::LatentFormat;
 use samplediff_chain::model_sampling::ModelSampling;
 use samplediff_chain::rng::{CudaDevice, CudaPhiloxGenerator, prepare_noise};
@@ -81,6 +81,8 @@ pub struct Run {
     /// The conditioning dict of both prompts.
     pub cond_meta: Value,
     pub noise: NoiseKind,
+    /// Where stochastic samplers draw their per-step noise.
+    pub step_noise: NoiseKind,
     /// Return the sampler's normalised state instead of ComfyUI's LATENT (no process_out).
     pub output_raw: bool,
     /// Convert velocity to x0 with a fused multiply-add (what a fused GPU kernel does).
@@ -104,6 +106,7 @@ impl Default for Run {
             cond_f16: false,
             cond_meta: json!({"pooled_output": null}),
             noise: NoiseKind::Cpu,
+            step_noise: NoiseKind::Cpu,
             output_raw: false,
             fma_x0: false,
         }
@@ -235,7 +238,12 @@ pub fn record(run: &Run) -> Trace {
     let mut ks = KSampler { sampler, guidance: guidance.guidance(), latent_format: LatentFormat::Wan21, model_sampling: ms.clone() };
     let mut denoiser = Model { inner: QwenDenoiser::new(model, positive, Some(negative)), fma_x0: run.fma_x0 };
     let mut cpu_noise = TorchCpuNoiseSampler::new(run.seed);
-    let noise_sampler: Option<&mut dyn NoiseSampler> = sampler.is_stochastic().then_some(&mut cpu_noise as &mut dyn NoiseSampler);
+    let mut gpu_noise = CudaPhiloxNoiseSampler::new(run.seed, CudaDevice::H100_SXM);
+    let noise_sampler: Option<&mut dyn NoiseSampler> = match (sampler.is_stochastic(), run.step_noise) {
+        (false, _) => None,
+        (true, NoiseKind::Cpu) => Some(&mut cpu_noise),
+        (true, NoiseKind::Philox) => Some(&mut gpu_noise),
+    };
     let out = ks
         .sample(&mut denoiser, &latent, InitialNoise::Tensor(noise), &sigmas, Hooks { observer: Some(&mut rec), noise_sampler })
         .unwrap()
@@ -243,6 +251,7 @@ pub fn record(run: &Run) -> Trace {
     let latent_out = if run.output_raw {
         // The service returns the sampler's state: the same run re-driven with its own recorded
         // predictions (bit-identical), inverse noise scaling applied, process_out not.
+        assert!(!sampler.is_stochastic(), "the raw-output variant re-drives with CPU noise only");
         raw_state(&rec, sampler, &sigmas, &ms, run.seed, &device)
     } else {
         out
