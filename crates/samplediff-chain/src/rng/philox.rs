@@ -7,6 +7,13 @@
 //! 1e-5) but not bit-identical. The float64 variant only relies on correctly-rounded-ish double
 //! `log`/`sin`/`cos` and is expected to agree to the last bit or two.
 //!
+//! How to measure (on the GPU host): `samplediff noise --generator cuda-philox --cuda-sms 132
+//! --cuda-threads-per-sm 2048 --seed S --shape 1,16,1,147,110 -o emu.safetensors` (add
+//! `--dtype f64` for the double variant), then compare its `noise` with
+//! `torch.randn(shape, generator=torch.Generator("cuda").manual_seed(S), device="cuda")` (a
+//! freshly seeded generator has Philox offset 0, like [`CudaPhiloxGenerator::manual_seed`]); SM
+//! count and threads per SM come from `torch.cuda.get_device_properties(0)`.
+//!
 //! Layout (`aten/src/ATen/native/cuda/DistributionTemplates.h`): a grid-stride kernel with
 //! 256-thread blocks and `min(ceil(numel/256), SMs · maxThreadsPerSM/256)` blocks. Thread `t`
 //! runs `curand_init(seed, subsequence=t, offset)` and per loop iteration draws one Philox block
