@@ -158,7 +158,11 @@ class CoreGuider(comfy.samplers.CFGGuider):
             xt = torch.from_numpy(x).to(device)
             st = torch.from_numpy(sigma).to(device)
             recorder.cond = recorder.uncond = None
-            denoised = self(xt, st, model_options=extra_model_options, seed=seed)
+            try:
+                denoised = self(xt, st, model_options=extra_model_options, seed=seed)
+            except Exception as e:
+                e.samplediff_from_model = True  # the model's own failure: the node re-raises it
+                raise
             cond = None if recorder.cond is None else _numpy(recorder.cond)
             uncond = None if recorder.uncond is None else _numpy(recorder.uncond)
             return _numpy(denoised), cond, uncond

@@ -161,17 +161,24 @@ class TraceKSampler:
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=1.0,
                trace_prefix="samplediff/trace"):
-        reason = unsupported_reason(model, sampler_name, latent_image)
+        try:
+            import samplediff  # noqa: F401
+        except ImportError as e:
+            reason = f"the samplediff package is not installed ({e}); pip install the samplediff wheel"
+        else:
+            reason = unsupported_reason(model, sampler_name, latent_image)
         if reason is None:
             try:
                 return self._core(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                                   denoise, trace_prefix)
             except Exception as e:  # noqa: BLE001
-                import samplediff
-
-                if not isinstance(e, samplediff.SampleDiffError):
-                    raise  # the model's own errors (and interrupts) behave as in KSampler
-                reason = f"the samplediff core refused this run: {e}"
+                # The model's own errors and ComfyUI's interrupt behave exactly as in KSampler;
+                # anything else is samplediff's failure, and the stock KSampler takes over.
+                if getattr(e, "samplediff_from_model", False) or isinstance(
+                    e, comfy.model_management.InterruptProcessingException
+                ):
+                    raise
+                reason = f"the samplediff core failed: {type(e).__name__}: {e}"
         result = comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         return {"ui": ui(f"samplediff: ran ComfyUI's stock KSampler, no trace ({reason})"), "result": result}

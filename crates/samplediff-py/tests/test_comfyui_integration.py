@@ -214,6 +214,39 @@ def test_trace_ksampler_reproduces_comfyui(comfy, wf):
     assert all(f["cause"] == "settings" and "No numeric effect" in f["evidence"] for f in findings), findings
 
 
+def test_trace_ksampler_falls_back_and_keeps_model_errors(comfy):
+    import torch
+
+    t, meta = read_safetensors(COMFY / "wf_euler_simple_cfg3.safetensors")
+    s = settings_of(meta)
+    nodes = comfy["nodes"]
+    node = nodes.NODE_CLASS_MAPPINGS["SampleDiffTraceKSampler"]()
+    model = pin_to_recording(build_model(comfy, s), t)
+    # A sampler the core does not implement: the stock KSampler runs, and the node says so.
+    args = {**inputs(t, s), "sampler_name": "dpm_2"}
+    res = node.sample(build_model(comfy, s), **args)
+    assert res["ui"]["samplediff_report"][0].startswith("samplediff: ran ComfyUI's stock KSampler")
+    stock = nodes.KSampler().sample(build_model(comfy, s), **args)[0]["samples"]
+    assert torch.equal(res["result"][0]["samples"], stock)
+    # An inpainting mask: the same.
+    args = inputs(t, s)
+    args["latent_image"]["noise_mask"] = torch.ones(1, 1, 14, 10)
+    res = node.sample(model, **args)
+    assert "noise masks" in res["ui"]["samplediff_report"][0]
+
+    # The model's own failure is raised as KSampler would raise it.
+    class ModelBroke(RuntimeError):
+        pass
+
+    def broken(apply_model, args):
+        raise ModelBroke("out of memory, say")
+
+    broken_model = model.clone()
+    broken_model.set_model_unet_function_wrapper(broken)
+    with pytest.raises(ModelBroke):
+        node.sample(broken_model, **inputs(t, s))
+
+
 def test_tensor_diff_and_trace_nodes(comfy, tmp_path):
     import torch
 
