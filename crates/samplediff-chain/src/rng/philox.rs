@@ -1,11 +1,11 @@
 //! An emulation of PyTorch's CUDA `torch.randn` (Philox4x32-10 through cuRAND), used by ComfyUI
 //! wherever noise is drawn on an NVIDIA GPU (ancestral / SDE samplers, LCM).
 //!
-//! **Status: structure emulated, agreement with a real GPU not yet measured here.** A run of
-//! `samplediff noise --generator cuda-philox` against `torch.randn(..., device="cuda")` on an
-//! H100 is pending; until it is written down here, treat the float32 output as close (about
-//! 1e-5) but not bit-identical. The float64 variant only relies on correctly-rounded-ish double
-//! `log`/`sin`/`cos` and is expected to agree to the last bit or two.
+//! **Measured against a real GPU** (tests/philox_h100.rs, 2026-11-25): torch 2.11 `randn` on an
+//! NVIDIA H100 (132 SMs x 2048 threads), four seeds, shapes below and above the 270,336 resident
+//! threads, three successive draws each: 131,388 values, max |diff| 1.9e-6, 20.3% bit-identical.
+//! The layout and offsets are right; the float32 residual is the device's approximate
+//! `__logf`/`__sincosf`. The float64 variant was not measured on the GPU.
 //!
 //! How to measure (on the GPU host): `samplediff noise --generator cuda-philox --cuda-sms 132
 //! --cuda-threads-per-sm 2048 --seed S --shape 1,16,1,147,110 -o emu.safetensors` (add
