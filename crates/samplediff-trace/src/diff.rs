@@ -127,7 +127,8 @@ pub fn diff_with(a: &Trace, b: &Trace, floor: &RoundingFloor, device: &Device) -
     let mut pairs: Vec<(String, &samplediff_formats::RawTensor, &samplediff_formats::RawTensor)> = Vec::new();
     let mut only_in_a = Vec::new();
     let mut only_in_b = Vec::new();
-    if !a.is_run() && !b.is_run() && !(a.has("latent_out") && b.has("latent_out")) {
+    let plain = !a.is_run() && !b.is_run();
+    if plain && !(a.has("latent_out") && b.has("latent_out")) {
         // Two plain outputs: compare their final outputs, whatever their names.
         if let (Some(x), Some(y)) = (a.final_output(), b.final_output()) {
             pairs.push(("latent_out".into(), x, y));

@@ -198,10 +198,7 @@ fn metadata(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>) {
     let mut evidence = format!("conditioning metadata differs: {}", parts.join("; "));
     let ignored = keys.iter().all(|k| IGNORED_COND_KEYS.contains(&k.as_str()));
     // Numeric effect: do the predictions differ where everything else is identical?
-    let predictions_equal = match event {
-        Event::Model { .. } | Event::Conditioning { .. } | Event::InitialState => false,
-        _ => true,
-    };
+    let predictions_equal = !matches!(event, Event::Model { .. } | Event::Conditioning { .. } | Event::InitialState);
     let tensors_equal = conditioning_equal(ctx.a, ctx.b);
     if ignored && predictions_equal && tensors_equal {
         evidence += ". No numeric effect: ComfyUI's Qwen-Image model (extra_conds) reads neither pooled_output nor attention_mask, and every model prediction is bit-identical";

@@ -172,6 +172,6 @@ pub fn explain_with(a: &Trace, b: &Trace, sa: &SideAnalysis, sb: &SideAnalysis, 
             format!("all {n} aligned tensors are bit-identical and the settings agree"),
         ));
     }
-    findings.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
+    findings.sort_by_key(Finding::sort_key);
     Explanation { findings }
 }

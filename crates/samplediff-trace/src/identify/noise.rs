@@ -92,7 +92,7 @@ pub fn identify_noise(trace: &Trace, other: Option<&Trace>, device: &Device) -> 
     candidates.push((NoiseSource::Zeros, vec![0.0; numel]));
 
     // Without a `noise` tensor, compare in x space: x_T = sigma0·noise + (1 − sigma0)·latent.
-    let to_x: Option<Box<dyn Fn(&[f32]) -> Option<Vec<f32>>>> = match explicit {
+    let to_x: Option<ToRecorded> = match explicit {
         Some(_) => None,
         None => Some(x_from_noise(trace, &shape, device)?),
     };
@@ -132,8 +132,11 @@ impl NoiseId {
     }
 }
 
+/// Maps candidate noise values to what the trace recorded.
+type ToRecorded = Box<dyn Fn(&[f32]) -> Option<Vec<f32>>>;
+
 /// `noise -> call000.x` as ComfyUI computes it for this trace.
-fn x_from_noise(trace: &Trace, shape: &[usize], device: &Device) -> Option<Box<dyn Fn(&[f32]) -> Option<Vec<f32>>>> {
+fn x_from_noise(trace: &Trace, shape: &[usize], device: &Device) -> Option<ToRecorded> {
     let sigma0 = trace.call_sigmas().first().copied()?;
     let shape5: [usize; 5] = shape.try_into().ok()?;
     let latent = match trace.latent_in(device) {

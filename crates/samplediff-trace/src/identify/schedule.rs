@@ -102,10 +102,18 @@ pub fn identify_schedule(trace: &Trace, other: Option<&Trace>) -> Option<Schedul
     let mut mults = Vec::new();
     let mut denoises = Vec::new();
     for s in [&own, &theirs] {
-        s.scheduler.map(|v| push_unique(&mut schedulers, v));
-        s.shift.map(|v| push_unique(&mut shifts, v));
-        s.multiplier.map(|v| push_unique(&mut mults, v));
-        s.denoise.map(|v| push_unique(&mut denoises, v));
+        if let Some(v) = s.scheduler {
+            push_unique(&mut schedulers, v);
+        }
+        if let Some(v) = s.shift {
+            push_unique(&mut shifts, v);
+        }
+        if let Some(v) = s.multiplier {
+            push_unique(&mut mults, v);
+        }
+        if let Some(v) = s.denoise {
+            push_unique(&mut denoises, v);
+        }
     }
     push_unique(&mut mults, 1.0);
     push_unique(&mut denoises, 1.0);
