@@ -40,7 +40,8 @@ fi
 if has wasm; then
   step "wasm: core crates build for wasm32-unknown-unknown"
   cargo build --target wasm32-unknown-unknown \
-    -p samplediff-formats -p samplediff-tensor -p samplediff-metrics -p samplediff-chain -p samplediff-model
+    -p samplediff-formats -p samplediff-tensor -p samplediff-metrics -p samplediff-chain -p samplediff-model \
+    -p samplediff-trace -p samplediff-workflow
 fi
 
 # ---- web: the browser viewer, tested in headless Chromium (issue 7) ----------------------------
