@@ -204,7 +204,8 @@ impl KSampler {
         hooks: Hooks<'_>,
     ) -> Result<Tensor<5>> {
         let samples = self.run_sampler(denoiser, x, sigmas, hooks)?;
-        let samples = inverse_noise_scaling(sigmas[sigmas.len() - 1], samples);
+        let last = self.sampler.final_sigma(sigmas).unwrap_or(0.0);
+        let samples = inverse_noise_scaling(last, samples);
         self.latent_format.process_out(samples)
     }
 

@@ -19,6 +19,9 @@ mod euler;
 mod lcm;
 mod res_multistep;
 pub mod scalar;
+mod uni_pc;
+
+pub use uni_pc::UniPcVariant;
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,7 +41,7 @@ pub struct StepInfo<'a> {
     pub sigma: f32,
     /// The sigma the model was evaluated at (equal to `sigma` for every sampler here).
     pub sigma_hat: f32,
-    /// The sampler state at the start of the step.
+    /// The sampler state at the start of the step (uni_pc: after it, as its ComfyUI callback).
     pub x: &'a Tensor<5>,
     /// The step's (first) denoised prediction, after CFG and post-CFG functions.
     pub denoised: &'a Tensor<5>,
@@ -90,6 +93,8 @@ pub enum Sampler {
     Lcm,
     /// `ddim`: ComfyUI runs euler (its extra random noise only matters for inpainting masks).
     Ddim,
+    /// `uni_pc` / `uni_pc_bh2` (schedules for it drop the penultimate sigma).
+    UniPc { variant: UniPcVariant },
 }
 
 impl Sampler {
@@ -110,6 +115,8 @@ impl Sampler {
             "res_multistep_ancestral" => Self::ResMultistep { eta: 1.0, s_noise: 1.0 },
             "lcm" => Self::Lcm,
             "ddim" => Self::Ddim,
+            "uni_pc" => Self::UniPc { variant: UniPcVariant::Bh1 },
+            "uni_pc_bh2" => Self::UniPc { variant: UniPcVariant::Bh2 },
             other => {
                 return Err(ChainError::invalid(format!(
                     "sampler '{other}' is not implemented (have: {})",
@@ -133,6 +140,8 @@ impl Sampler {
         "res_multistep_ancestral",
         "lcm",
         "ddim",
+        "uni_pc",
+        "uni_pc_bh2",
     ];
 
     /// Whether the sampler draws noise after the initial noise (through
@@ -143,8 +152,19 @@ impl Sampler {
             Self::Dpmpp2mSde { eta, s_noise, .. } => eta > 0.0 && s_noise > 0.0,
             Self::ResMultistep { eta, .. } => eta != 0.0,
             Self::Lcm => true,
-            Self::Euler | Self::Heun | Self::Dpmpp2m | Self::Ddim => false,
+            Self::Euler | Self::Heun | Self::Dpmpp2m | Self::Ddim | Self::UniPc { .. } => false,
         }
+    }
+
+    /// The sigma KSampler's inverse noise scaling divides by after this sampler ran: the
+    /// schedule's last, except that ComfyUI's uni_pc overwrites a last sigma of 0 with 0.001 in
+    /// the schedule it was given, so the result is divided by `1 - 0.001`.
+    pub fn final_sigma(&self, sigmas: &[f32]) -> Option<f32> {
+        let last = *sigmas.last()?;
+        Some(match self {
+            Self::UniPc { .. } if last == 0.0 && sigmas.len() > 1 => 0.001f64 as f32,
+            _ => last,
+        })
     }
 
     /// Runs the sampler from `x` (already noise-scaled to `sigmas[0]`) along `sigmas`.
@@ -164,6 +184,7 @@ impl Sampler {
             Self::Dpmpp2mSde { eta, s_noise, solver } => dpmpp::dpmpp_2m_sde(ctx, x, sigmas, eta, s_noise, solver),
             Self::ResMultistep { eta, s_noise } => res_multistep::res_multistep(ctx, x, sigmas, eta, s_noise),
             Self::Lcm => lcm::lcm(ctx, x, sigmas),
+            Self::UniPc { variant } => uni_pc::uni_pc(ctx, x, sigmas, variant),
         }
     }
 }
@@ -188,6 +209,8 @@ impl fmt::Display for Sampler {
             Self::ResMultistep { .. } => "res_multistep_ancestral",
             Self::Lcm => "lcm",
             Self::Ddim => "ddim",
+            Self::UniPc { variant: UniPcVariant::Bh1 } => "uni_pc",
+            Self::UniPc { variant: UniPcVariant::Bh2 } => "uni_pc_bh2",
         };
         f.write_str(name)
     }
