@@ -96,3 +96,23 @@ fn golden_runs_are_identified() {
         assert!(worst > 0.0 && worst < 1e-5, "{name}: {worst:e}");
     }
 }
+
+/// A schedule that neither side's settings give is found by the grid search (here: the golden
+/// euler run's settings are hidden, so only the search can recover shift 3.1 / simple).
+#[test]
+fn schedule_search_recovers_unstated_settings() {
+    use samplediff_trace::identify::identify_schedule;
+    let t = golden("wf_euler_simple_cfg3.safetensors");
+    let mut file = t.to_file();
+    for k in ["shift", "scheduler", "denoise"] {
+        file.metadata.remove(k);
+    }
+    let hidden = Trace::from_file(file).unwrap();
+    let start = std::time::Instant::now();
+    let id = identify_schedule(&hidden, None).unwrap();
+    eprintln!("found {} in {:?}", id.describe(), start.elapsed());
+    assert!(!id.matches_settings);
+    assert_eq!(id.sigmas, t.sigmas().unwrap().0);
+    assert_eq!(id.scheduler.name(), "simple");
+    assert!((id.shift - 3.1).abs() < 1e-9, "{}", id.describe());
+}

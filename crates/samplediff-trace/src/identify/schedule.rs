@@ -80,9 +80,8 @@ pub fn identify_schedule(trace: &Trace, other: Option<&Trace>) -> Option<Schedul
         let n = if recorded { s.len() } else { s.len() - 1 };
         s[..n].iter().zip(&target[..n]).all(|(a, b)| within_ulp(*a, *b)) && (recorded || s[n] == 0.0)
     };
-    let try_one = |sch: Scheduler, shift: f64, mult: f64, denoise: f64| -> Option<Vec<f32>> {
-        let ms = ModelSampling::discrete_flow(shift, mult);
-        let s = ksampler_sigmas(&ms, sch, steps, denoise, &sampler).ok()?;
+    let try_one = |ms: &ModelSampling, sch: Scheduler, denoise: f64| -> Option<Vec<f32>> {
+        let s = ksampler_sigmas(ms, sch, steps, denoise, &sampler).ok()?;
         reproduces(&s).then_some(s)
     };
     let found = |sch, shift, mult, denoise, sigmas, own_settings| ScheduleId {
@@ -117,11 +116,12 @@ pub fn identify_schedule(trace: &Trace, other: Option<&Trace>) -> Option<Schedul
     }
     push_unique(&mut mults, 1.0);
     push_unique(&mut denoises, 1.0);
-    for &sch in &schedulers {
-        for &shift in &shifts {
-            for &mult in &mults {
+    for &shift in &shifts {
+        for &mult in &mults {
+            let ms = ModelSampling::discrete_flow(shift, mult);
+            for &sch in &schedulers {
                 for &denoise in &denoises {
-                    if let Some(s) = try_one(sch, shift, mult, denoise) {
+                    if let Some(s) = try_one(&ms, sch, denoise) {
                         let own_settings = Some(sch) == own.scheduler
                             && Some(shift) == own.shift
                             && mult == own.multiplier.unwrap_or(1.0)
@@ -140,11 +140,13 @@ pub fn identify_schedule(trace: &Trace, other: Option<&Trace>) -> Option<Schedul
     for d in denoise_grid() {
         push_unique(&mut denoises, d);
     }
-    for sch in Scheduler::ALL {
-        for &shift in &all_shifts {
-            for &mult in &mults {
+    for &shift in &all_shifts {
+        for &mult in &mults {
+            // One sigma table per (shift, multiplier), shared by every scheduler and denoise.
+            let ms = ModelSampling::discrete_flow(shift, mult);
+            for sch in Scheduler::ALL {
                 for &denoise in &denoises {
-                    if let Some(s) = try_one(sch, shift, mult, denoise) {
+                    if let Some(s) = try_one(&ms, sch, denoise) {
                         return Some(found(sch, shift, mult, denoise, s, false));
                     }
                 }
