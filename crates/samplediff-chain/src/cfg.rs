@@ -98,9 +98,8 @@ impl CfgNorm {
     pub fn apply(&self, cond_denoised: &Tensor<5>, denoised: &Tensor<5>) -> Tensor<5> {
         let norm_cond = channel_norm(cond_denoised);
         let norm_pred = channel_norm(denoised);
-        let scale = norm_cond
-            .div(norm_pred.add_scalar(self.eps as f32))
-            .clamp(self.clamp_min as f32, self.clamp_max as f32);
+        let scale =
+            norm_cond.div(norm_pred.add_scalar(self.eps as f32)).clamp(self.clamp_min as f32, self.clamp_max as f32);
         denoised.clone().mul(scale).mul_scalar(self.strength as f32)
     }
 }
@@ -172,9 +171,7 @@ pub fn cfg_zero_star(
 /// ComfyUI's `cfg_function` without a custom `sampler_cfg_function`:
 /// `uncond + (cond - uncond) * cond_scale`.
 pub fn cfg_combine(cond_denoised: &Tensor<5>, uncond_denoised: &Tensor<5>, cond_scale: f64) -> Tensor<5> {
-    uncond_denoised
-        .clone()
-        .add(cond_denoised.clone().sub(uncond_denoised.clone()).mul_scalar(cond_scale as f32))
+    uncond_denoised.clone().add(cond_denoised.clone().sub(uncond_denoised.clone()).mul_scalar(cond_scale as f32))
 }
 
 /// Whether ComfyUI skips the negative prompt: `math.isclose(cond_scale, 1.0)` (relative

@@ -36,19 +36,11 @@ pub const WAN21_STD: [f64; 16] = [
     2.8251, 1.9160,
 ];
 
-const SD15_RGB: [[f64; 3]; 4] = [
-    [0.3512, 0.2297, 0.3227],
-    [0.3250, 0.4974, 0.2350],
-    [-0.2829, 0.1762, 0.2721],
-    [-0.2120, -0.2616, -0.7177],
-];
+const SD15_RGB: [[f64; 3]; 4] =
+    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]];
 
-const SDXL_RGB: [[f64; 3]; 4] = [
-    [0.3651, 0.4232, 0.4341],
-    [-0.2533, -0.0042, 0.1068],
-    [0.1076, 0.1111, -0.0362],
-    [-0.3165, -0.2492, -0.2188],
-];
+const SDXL_RGB: [[f64; 3]; 4] =
+    [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]];
 
 const SD3_RGB: [[f64; 3]; 16] = [
     [-0.0922, -0.0175, 0.0749],
@@ -226,12 +218,7 @@ impl LatentFormat {
         self.check(x0)?;
         let [_, c, _, h, w] = x0.dims();
         let device = x0.device();
-        let pixels = x0
-            .clone()
-            .narrow(0, 0, 1)
-            .narrow(2, 0, 1)
-            .reshape([c, h * w])
-            .swap_dims(0, 1);
+        let pixels = x0.clone().narrow(0, 0, 1).narrow(2, 0, 1).reshape([c, h * w]).swap_dims(0, 1);
         let factors: Vec<f32> = self.rgb_factors().iter().flatten().map(|&v| v as f32).collect();
         let factors = Tensor::<2>::from_data(TensorData::new(factors, [c, 3]), &device);
         let mut rgb = pixels.matmul(factors);

@@ -56,7 +56,10 @@ impl RunSettings {
             serde_json::from_str(raw).map_err(|e| ChainError::Trace(format!("metadata '{key}' is not JSON: {e}")))
         };
         let string = |key: &str| -> Result<String> {
-            get(key)?.as_str().map(str::to_owned).ok_or_else(|| ChainError::Trace(format!("metadata '{key}' is not a string")))
+            get(key)?
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ChainError::Trace(format!("metadata '{key}' is not a string")))
         };
         let float = |key: &str| -> Result<f64> {
             get(key)?.as_f64().ok_or_else(|| ChainError::Trace(format!("metadata '{key}' is not a number")))
@@ -125,10 +128,7 @@ impl RecordedRun {
                 break;
             }
             let sigma_t = take(&mut by_name, &key("sigma"))?;
-            let sigma = *sigma_t
-                .data
-                .first()
-                .ok_or_else(|| ChainError::Trace(format!("{} is empty", key("sigma"))))?;
+            let sigma = *sigma_t.data.first().ok_or_else(|| ChainError::Trace(format!("{} is empty", key("sigma"))))?;
             let mut take5 = |field: &str| to_tensor5(take(&mut by_name, &key(field))?, device);
             calls.push(RecordedCall {
                 x: take5("x")?,
@@ -186,13 +186,16 @@ impl RecordedRun {
 
     /// The run's schedule, recomputed from its settings like ComfyUI's KSampler does.
     pub fn sigmas(&self) -> Result<Vec<f32>> {
-        let scheduler: Scheduler = self
-            .settings
-            .scheduler
-            .parse()
-            .map_err(|e: ScheduleError| ChainError::Trace(e.to_string()))?;
-        ksampler_sigmas(&self.model_sampling(), scheduler, self.settings.steps, self.settings.denoise, &self.settings.sampler)
-            .map_err(|e| ChainError::Trace(e.to_string()))
+        let scheduler: Scheduler =
+            self.settings.scheduler.parse().map_err(|e: ScheduleError| ChainError::Trace(e.to_string()))?;
+        ksampler_sigmas(
+            &self.model_sampling(),
+            scheduler,
+            self.settings.steps,
+            self.settings.denoise,
+            &self.settings.sampler,
+        )
+        .map_err(|e| ChainError::Trace(e.to_string()))
     }
 
     /// The KSampler settings of this run: its sampler, cfg, a CFGNorm if it had one, Wan 2.1.
@@ -242,7 +245,11 @@ impl<'a> ReplayDenoiser<'a> {
 impl Denoiser for ReplayDenoiser<'_> {
     fn predict(&mut self, call: &ModelCall<'_>) -> Result<Predictions> {
         let rec = self.calls.get(call.index).ok_or_else(|| {
-            ChainError::Trace(format!("the chain made model call {} but only {} were recorded", call.index, self.calls.len()))
+            ChainError::Trace(format!(
+                "the chain made model call {} but only {} were recorded",
+                call.index,
+                self.calls.len()
+            ))
         })?;
         if rec.cond_denoised.dims() != call.x.dims() {
             return Err(ChainError::Trace(format!(

@@ -271,9 +271,7 @@ fn two_d_formats_hand_back_four_d_latents() {
     let mut oracle = Oracle { x0: Tensor::zeros([1, 4, 1, 3, 2], &device()), calls: 0, asked_uncond: false };
     let mut k = ksampler(Sampler::Euler, 1.0);
     k.latent_format = LatentFormat::Sd15;
-    let out = k
-        .sample(&mut oracle, &latent, InitialNoise::Zeros, &[1.0, 0.5, 0.0], Hooks::default())
-        .unwrap();
+    let out = k.sample(&mut oracle, &latent, InitialNoise::Zeros, &[1.0, 0.5, 0.0], Hooks::default()).unwrap();
     assert!(matches!(out, Latent::Image(t) if t.dims() == [1, 4, 3, 2]));
 }
 
@@ -286,9 +284,7 @@ fn cfg_one_skips_the_negative_prompt() {
     let sigmas = [1.0, 0.5, 0.0];
     for (cfg, asks) in [(1.0, false), (1.5, true)] {
         let mut oracle = Oracle { x0: pattern(SHAPE, 0.1), calls: 0, asked_uncond: false };
-        ksampler(Sampler::Euler, cfg)
-            .run_sampler(&mut oracle, pattern(SHAPE, 0.2), &sigmas, Hooks::default())
-            .unwrap();
+        ksampler(Sampler::Euler, cfg).run_sampler(&mut oracle, pattern(SHAPE, 0.2), &sigmas, Hooks::default()).unwrap();
         assert_eq!(oracle.asked_uncond, asks, "cfg {cfg}");
     }
     // uncond + (cond - uncond) * 1 with uncond = 0 is cond, bit for bit.
@@ -309,7 +305,8 @@ fn a_missing_negative_prediction_is_an_error() {
 fn stochastic_samplers_without_noise_are_an_error() {
     for sampler in all_samplers().into_iter().filter(Sampler::is_stochastic) {
         let mut oracle = Oracle { x0: pattern(SHAPE, 0.0), calls: 0, asked_uncond: false };
-        let err = ksampler(sampler, 1.0).run_sampler(&mut oracle, pattern(SHAPE, 0.0), &[1.0, 0.5, 0.0], Hooks::default());
+        let err =
+            ksampler(sampler, 1.0).run_sampler(&mut oracle, pattern(SHAPE, 0.0), &[1.0, 0.5, 0.0], Hooks::default());
         assert!(err.is_err(), "{sampler}");
     }
     let bad = Sampler::from_name("euler_cfg_pp").unwrap_err().to_string();
@@ -322,7 +319,8 @@ fn velocity_outputs_use_const_calculate_denoised() {
     let v = pattern(SHAPE, 1.3);
     let sigma = 0.637_f32;
     let got = values(&ModelOutput::Velocity(v.clone()).into_denoised(&x, sigma));
-    let want: Vec<f32> = values(&x).iter().zip(values(&v)).map(|(&x, v)| constant::calculate_denoised(sigma, v, x)).collect();
+    let want: Vec<f32> =
+        values(&x).iter().zip(values(&v)).map(|(&x, v)| constant::calculate_denoised(sigma, v, x)).collect();
     assert_eq!(got, want);
     // noise_scaling / inverse_noise_scaling agree with the scalar CONST references too.
     let n = pattern(SHAPE, 2.2);
@@ -385,9 +383,8 @@ fn post_cfg_functions_run_in_order_and_see_comfyui_arguments() {
     let x = pattern(SHAPE, 0.7);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
-    let mut g = Guidance::new(1.0)
-        .with(PostCfg::CfgNorm(CfgNorm::new(1.0)))
-        .with(PostCfg::Custom(Box::new(move |a| {
+    let mut g =
+        Guidance::new(1.0).with(PostCfg::CfgNorm(CfgNorm::new(1.0))).with(PostCfg::Custom(Box::new(move |a| {
             // cfg == 1: the negative side was skipped and arrives as zeros, like ComfyUI's.
             assert!(!a.uncond_evaluated);
             assert!(values(a.uncond_denoised).iter().all(|&v| v == 0.0));
@@ -438,7 +435,12 @@ fn trace_records_every_step_and_call() {
     let mut oracle = Oracle { x0: pattern(SHAPE, 0.4), calls: 0, asked_uncond: false };
     let mut trace = Trace::default();
     ksampler(Sampler::Heun, 2.0)
-        .run_sampler(&mut oracle, pattern(SHAPE, 0.1), &sigmas, Hooks { observer: Some(&mut trace), noise_sampler: None })
+        .run_sampler(
+            &mut oracle,
+            pattern(SHAPE, 0.1),
+            &sigmas,
+            Hooks { observer: Some(&mut trace), noise_sampler: None },
+        )
         .unwrap();
     assert_eq!(trace.steps.len(), 3);
     assert_eq!(trace.calls.len(), 5);

@@ -24,7 +24,8 @@ fn workflows() -> Vec<PathBuf> {
 }
 
 fn load(path: &PathBuf, device: &Device) -> RecordedRun {
-    let file = samplediff_formats::safetensors::read(samplediff_formats::Bytes::new(std::fs::read(path).unwrap())).unwrap();
+    let file =
+        samplediff_formats::safetensors::read(samplediff_formats::Bytes::new(std::fs::read(path).unwrap())).unwrap();
     let tensors = file
         .tensors
         .iter()

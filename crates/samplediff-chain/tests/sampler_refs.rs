@@ -25,7 +25,8 @@ struct Refs {
 
 fn load(device: &Device) -> Refs {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sampler_refs.safetensors");
-    let file = samplediff_formats::safetensors::read(samplediff_formats::Bytes::new(std::fs::read(path).unwrap())).unwrap();
+    let file =
+        samplediff_formats::safetensors::read(samplediff_formats::Bytes::new(std::fs::read(path).unwrap())).unwrap();
     let mut tensors = BTreeMap::new();
     let mut sigmas = BTreeMap::new();
     for t in &file.tensors {
@@ -115,7 +116,11 @@ const KNOWN_SCALAR_ULPS: &[(&str, f32, &str)] = &[
         5e-7,
         "torch's CPU sqrt (MKL vsSqrt) returns sigma_up at step 2 one ulp below the correctly rounded value",
     ),
-    ("uni_pc_bh2", 3e-7, "torch's CPU exp (MKL vsExp) returns alpha_t at step 1 one ulp above the correctly rounded value"),
+    (
+        "uni_pc_bh2",
+        3e-7,
+        "torch's CPU exp (MKL vsExp) returns alpha_t at step 1 one ulp above the correctly rounded value",
+    ),
 ];
 
 #[test]

@@ -43,16 +43,13 @@ pub(super) fn euler_ancestral_rf(
         let alpha_next = 1.0 - s_next;
         let alpha_down = 1.0 - sigma_down;
         // (s_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2) ** 0.5
-        let renoise_coeff = (s_next * s_next
-            - sigma_down * sigma_down * (alpha_next * alpha_next) / (alpha_down * alpha_down))
-            .sqrt();
+        let renoise_coeff =
+            (s_next * s_next - sigma_down * sigma_down * (alpha_next * alpha_next) / (alpha_down * alpha_down)).sqrt();
         let ratio = sigma_down / s;
         x = x.mul_scalar(ratio).add(denoised.mul_scalar(1.0 - ratio));
         if eta > 0.0 {
             let noise = ctx.noise(&x, s, s_next)?;
-            x = x
-                .mul_scalar(alpha_next / alpha_down)
-                .add(noise.mul_scalar(s_noise as f32).mul_scalar(renoise_coeff));
+            x = x.mul_scalar(alpha_next / alpha_down).add(noise.mul_scalar(s_noise as f32).mul_scalar(renoise_coeff));
         }
     }
     Ok(x)

@@ -223,12 +223,5 @@ fn to_d(x: &Tensor<5>, sigma: f32, denoised: &Tensor<5>) -> Tensor<5> {
 
 /// Reports a step to the context.
 fn report(ctx: &mut dyn SamplingContext, i: usize, sigmas: &[f32], x: &Tensor<5>, denoised: &Tensor<5>) {
-    ctx.on_step(&StepInfo {
-        i,
-        total_steps: sigmas.len() - 1,
-        sigma: sigmas[i],
-        sigma_hat: sigmas[i],
-        x,
-        denoised,
-    });
+    ctx.on_step(&StepInfo { i, total_steps: sigmas.len() - 1, sigma: sigmas[i], sigma_hat: sigmas[i], x, denoised });
 }

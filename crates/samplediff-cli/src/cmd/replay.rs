@@ -30,7 +30,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = args.backend.device();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
-    let file = safetensors::read(Bytes::new(bytes)).with_context(|| format!("{} is not safetensors", args.input.display()))?;
+    let file =
+        safetensors::read(Bytes::new(bytes)).with_context(|| format!("{} is not safetensors", args.input.display()))?;
     let tensors = file
         .tensors
         .iter()
