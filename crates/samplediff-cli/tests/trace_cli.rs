@@ -109,6 +109,13 @@ fn explain_two_plain_outputs() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["findings"][0]["cause"], "output_convention", "{j}");
     assert!(j["findings"][0]["evidence"].as_str().unwrap().contains("A is the normalised sampler state"));
+
+    // A plain output against a ComfyUI trace: the trace side's convention is identified too.
+    let o = run(&["explain", &a, &golden(EULER), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["findings"][0]["cause"], "output_convention", "{j}");
+    assert!(j["findings"][0]["evidence"].as_str().unwrap().contains("B's trace: latent_out is ComfyUI's LATENT"), "{j}");
 }
 
 #[test]

@@ -7,8 +7,6 @@
 //! difference got there tells a slow float drift (it grew from rounding-level) from an abrupt
 //! split (it jumped from equal or rounding-level to far above the floor at once).
 
-use std::collections::BTreeMap;
-
 use burn::tensor::Device;
 use samplediff_metrics::{CompareOptions, TensorReport, compare_tensors};
 use serde::Serialize;
@@ -127,9 +125,8 @@ pub fn diff_with(a: &Trace, b: &Trace, floor: &RoundingFloor, device: &Device) -
     let mut pairs: Vec<(String, &samplediff_formats::RawTensor, &samplediff_formats::RawTensor)> = Vec::new();
     let mut only_in_a = Vec::new();
     let mut only_in_b = Vec::new();
-    let plain = !a.is_run() && !b.is_run();
-    if plain && !(a.has("latent_out") && b.has("latent_out")) {
-        // Two plain outputs: compare their final outputs, whatever their names.
+    if !a.is_run() || !b.is_run() {
+        // A plain output on either side: compare the final outputs, whatever their names.
         if let (Some(x), Some(y)) = (a.final_output(), b.final_output()) {
             pairs.push(("latent_out".into(), x, y));
         }
@@ -204,9 +201,4 @@ pub fn diff_with(a: &Trace, b: &Trace, floor: &RoundingFloor, device: &Device) -
 pub fn diff(a: &Trace, b: &Trace, device: &Device) -> Result<TraceDiff> {
     let side = SideAnalysis::of(a, Some(b), device);
     diff_with(a, b, &side.floor, device)
-}
-
-/// Settings as a map, for JSON output.
-pub fn settings_map(d: &[SettingDiff]) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
-    d.iter().map(|s| (s.key.clone(), (s.a.clone(), s.b.clone()))).collect()
 }

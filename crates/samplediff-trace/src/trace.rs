@@ -120,7 +120,7 @@ impl Trace {
     }
 
     pub fn seed(&self) -> Option<u64> {
-        self.setting(key_seed())?.as_u64()
+        self.setting("seed")?.as_u64()
     }
 
     /// CFGNorm strength: `Some(None)` when the settings say there is none (`null`), `None` when
@@ -253,10 +253,6 @@ impl Trace {
         let t = self.get(name)?;
         to_tensor5(&t.to_f32_vec(), &t.shape, device)
     }
-}
-
-fn key_seed() -> &'static str {
-    "seed"
 }
 
 /// Values of shape `shape` as a 5-D tensor (4-D gains `T = 1` at dim 2).

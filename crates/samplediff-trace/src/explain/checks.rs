@@ -105,7 +105,7 @@ fn latent(ctx: &Ctx<'_>, out: &mut Vec<Finding>, claims: &mut Claims) {
         &ctx.b.values(&call_name(0, "x")).unwrap_or_default(),
     );
     let sigma0 = ctx.a.call_sigmas().first().copied().unwrap_or(f32::NAN);
-    let mut f = if x_same && ta.shape == tb.shape {
+    let finding = if x_same && ta.shape == tb.shape {
         evidence += &format!(
             ". No numeric effect: the first sigma is {sigma0}, so x = sigma·noise + (1 − sigma)·latent does not see the latent, and call000.x is bit-identical"
         );
@@ -117,8 +117,7 @@ fn latent(ctx: &Ctx<'_>, out: &mut Vec<Finding>, claims: &mut Claims) {
         );
         Finding::new(Cause::InputLatent, 0.95, "latent_in", None, evidence)
     };
-    f.step = None;
-    out.push(f);
+    out.push(finding);
 }
 
 fn conditioning(ctx: &Ctx<'_>, event: &Event, out: &mut Vec<Finding>, claims: &mut Claims) {
@@ -767,8 +766,14 @@ fn plain_outputs(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         return;
     }
     if let Some((_, words)) = convention_fit(ctx) {
+        let mut sides = String::new();
+        for (label, id) in [("A", &ctx.sa.output), ("B", &ctx.sb.output)] {
+            if let Some(o) = id {
+                sides += &format!(" {label}'s trace: latent_out is {}.", o.describe());
+            }
+        }
         let evidence = format!(
-            "{words}. Mean |Δ| {}, max |Δ| {}. (Outputs only: no trace to check the steps before)",
+            "{words}.{sides} Mean |Δ| {}, max |Δ| {}. (Only one side or neither is a trace: the steps before cannot be compared)",
             fmt(t.metrics.mean_abs.unwrap_or(f64::NAN)),
             fmt(t.metrics.max_abs.unwrap_or(f64::NAN))
         );
