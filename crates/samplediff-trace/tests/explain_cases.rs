@@ -1,6 +1,9 @@
 //! Pairs of runs of the seed workflow on the tiny Qwen-Image DiT in which exactly one thing
 //! differs; `explain` must rank that cause first. The seed report's seven hypotheses map onto
-//! these cases as noted on each test (those that can change numbers at all).
+//! these cases as noted on each test, as far as they can change numbers at all: "eval mode" and
+//! "internal buffers" (1, 3) cannot — the Qwen DiT has no buffers and its only train-mode
+//! difference, Dropout(p=0), is an exact identity (spec §11.1) — so their numeric forms are the
+//! weights actually used (LoRA strength, precision) and the patches applied (shift, CFGNorm).
 
 mod common;
 
