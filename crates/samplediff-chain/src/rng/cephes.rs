@@ -10,6 +10,8 @@
 
 // log256_ps
 const MIN_NORM_POS: f32 = f32::from_bits(0x0080_0000);
+// The header's literal, kept as written (not `FRAC_1_SQRT_2`) so it reads like the source it mirrors.
+#[allow(clippy::approx_constant)]
 const SQRTHF: f32 = 0.707_106_781_186_547_524;
 const LOG_P: [f32; 9] = [
     7.037_683_629_2E-2,

@@ -134,6 +134,7 @@ fn logkf(d: f32) -> Df {
 
 /// SLEEF `expkf`: e^d for a double-float d, rounded to f32.
 fn expkf(d: Df) -> f32 {
+    #[allow(clippy::approx_constant)] // SLEEF's literal, as written
     const R_LN2: f32 = 1.442_695_040_888_963_407_359_924_681_001_892_137;
     const L2U: f32 = 0.693_145_751_953_125;
     const L2L: f32 = 1.428_606_765_330_187_045e-6;
