@@ -18,6 +18,6 @@ fi
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
 cargo build --target wasm32-unknown-unknown -p samplediff-wasm --profile wasm
-wasm-bindgen --target web --out-dir web/pkg --out-name samplediff_wasm \
+wasm-bindgen --target web --remove-name-section --out-dir web/pkg --out-name samplediff_wasm \
   "$TARGET_DIR/wasm32-unknown-unknown/wasm/samplediff_wasm.wasm"
 echo "web/pkg built ($(du -h web/pkg/samplediff_wasm_bg.wasm | cut -f1) of wasm)"

@@ -203,6 +203,33 @@ describe("viewer", () => {
     }
   });
 
+  test("the embeddable API alone: compare == CLI, a panic becomes a rejected promise and the engine recovers", async () => {
+    const [a, b] = [join(FIX, "metrics/f64_affine_a.npy"), join(FIX, "metrics/f64_affine_b.npy")];
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(`${server.url}test/api.html`);
+      await page.waitForFunction(() => window.apiReady === true);
+      await page.setInputFiles("#a", a);
+      await page.setInputFiles("#b", b);
+      const out = await page.evaluate(async () => {
+        const sd = await window.Samplediff.create({ webgpu: false });
+        const [fa, fb] = [document.getElementById("a").files[0], document.getElementById("b").files[0]];
+        const first = await sd.compare(fa, fb);
+        const panic = await sd.selfTestPanic().then(() => "resolved", (e) => e.message);
+        const again = await sd.compare(fa, fb); // a fresh worker after the trap
+        const bad = await sd.compare({ name: "x.pt", data: new Uint8Array([1, 2, 3]) }, fb).then(() => "resolved", (e) => e.message);
+        return { first, panic, again, bad };
+      });
+      const want = await cliJson(a, b);
+      assert.deepStrictEqual(out.first, want);
+      assert.deepStrictEqual(out.again, want);
+      assert.match(out.panic, /internal error: .*self-test panic/);
+      assert.match(out.bad, /^x\.pt: /);
+    } finally {
+      await page.close();
+    }
+  });
+
   test("no request left 127.0.0.1", () => {
     assert.ok(browser.requests.length > 0);
     const foreign = browser.requests.filter((u) => !u.startsWith(server.url) && !u.startsWith("data:") && !u.startsWith("blob:"));

@@ -108,8 +108,15 @@ fn preview_js(p: Preview) -> Result<JsValue, String> {
 
 /// The crate version.
 #[wasm_bindgen]
-pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
+pub fn version() -> Result<String, JsValue> {
+    js(|| Ok(env!("CARGO_PKG_VERSION").to_string()))
+}
+
+/// Panics on purpose, so tests can check that a panic reaches JavaScript as an error with its
+/// message (and that the wrapper recovers). Not for normal use.
+#[wasm_bindgen(js_name = __selfTestPanic)]
+pub fn self_test_panic() -> Result<(), JsValue> {
+    js(|| -> Result<(), String> { panic!("self-test panic") })
 }
 
 /// Read a file and describe it: format, tensors (name, dtype, shape), metadata.
@@ -142,8 +149,8 @@ pub fn latent_formats() -> Result<JsValue, JsValue> {
 
 /// The latent format chosen automatically for a tensor shape (`undefined` when none fits).
 #[wasm_bindgen(js_name = autoLatentFormat)]
-pub fn auto_latent_format(shape: Vec<usize>) -> Option<String> {
-    previews::auto_format(&shape).map(|f| f.name().to_string())
+pub fn auto_latent_format(shape: Vec<usize>) -> Result<Option<String>, JsValue> {
+    js(|| Ok(previews::auto_format(&shape).map(|f| f.name().to_string())))
 }
 
 /// Two files held for one comparison: read once, then report, heatmaps and previews.

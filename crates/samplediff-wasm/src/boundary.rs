@@ -38,7 +38,9 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = format!("internal error: {info}");
+            // One line, as every error message: what, then where.
+            let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+            let message = format!("internal error: {}{at}", panic_text(info.payload()));
             let _ = js_sys::Reflect::set(&js_sys::global(), &PANIC_PROPERTY.into(), &message.into());
             previous(info);
         }));

@@ -155,6 +155,11 @@ export class Samplediff {
     return this.call(req, [], onProgress);
   }
 
+  /** @internal Panic inside the wasm module on purpose (tests of the panic boundary). */
+  selfTestPanic(): Promise<unknown> {
+    return this.call({ op: "selfTestPanic" });
+  }
+
   /** Stop the worker. */
   dispose(): void {
     this.worker.terminate();

@@ -80,6 +80,8 @@ async function handle(req: Request): Promise<unknown> {
       progress(req.id, "tracing");
       return { diff: s.traceDiffJson(), explain: s.explainJson() };
     }
+    case "selfTestPanic":
+      return wasm.__selfTestPanic();
     case "close":
       sessions.get(req.session)?.free();
       sessions.delete(req.session);
