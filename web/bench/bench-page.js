@@ -12,6 +12,7 @@ window.runBench = async () => {
   const report = await c.report();
   const t2 = performance.now();
   await c.close();
-  return { open_ms: t1 - t0, report_ms: t2 - t1, total_ms: t2 - t0, verdict: report.verdict, max_abs: report.tensors[0].max_abs };
+  const memory = await sd.memoryBytes();
+  return { open_ms: t1 - t0, report_ms: t2 - t1, total_ms: t2 - t0, memory, verdict: report.verdict, max_abs: report.tensors[0].max_abs };
 };
 window.benchReady = true;

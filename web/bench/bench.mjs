@@ -91,7 +91,7 @@ async function main() {
   console.log(`pair: 2 x 64 MiB float32 ${JSON.stringify(SHAPE)} safetensors; ${RUNS} runs each, median`);
   console.log(`machine: ${cpus().length} x ${cpus()[0]?.model}; ${chromium}; node ${process.version}`);
   console.log(`native CLI (${CLI}): ${(nat / 1000).toFixed(2)} s   [${native.map((t) => (t / 1000).toFixed(2)).join(", ")}]`);
-  console.log(`browser (wasm, CPU backend): ${(web / 1000).toFixed(2)} s   [${browserRuns.map((t) => (t / 1000).toFixed(2)).join(", ")}]  (last: read+parse ${(last.open_ms / 1000).toFixed(2)} s, report ${(last.report_ms / 1000).toFixed(2)} s)`);
+  console.log(`browser (wasm, CPU backend): ${(web / 1000).toFixed(2)} s   [${browserRuns.map((t) => (t / 1000).toFixed(2)).join(", ")}]  (last: read+parse ${(last.open_ms / 1000).toFixed(2)} s, report ${(last.report_ms / 1000).toFixed(2)} s; wasm memory ${(last.memory / 2 ** 30).toFixed(2)} GiB)`);
   console.log(`browser / native: ${(web / nat).toFixed(2)}x (target <= 3x)`);
 }
 

@@ -10,7 +10,8 @@ export type Request =
   | { id: number; op: "preview"; session: number; side: "a" | "b"; name: string; format?: string }
   | { id: number; op: "trace"; session: number }
   | { id: number; op: "close"; session: number }
-  | { id: number; op: "selfTestPanic" };
+  | { id: number; op: "selfTestPanic" }
+  | { id: number; op: "memory" };
 
 export type Response =
   | { id: number; ok: true; result: unknown }

@@ -155,6 +155,12 @@ export class Samplediff {
     return this.call(req, [], onProgress);
   }
 
+  /** Bytes of WebAssembly memory the engine holds (it grows to the peak of any call, never
+   *  shrinks; a wasm32 instance can address at most 4 GiB). */
+  async memoryBytes(): Promise<number> {
+    return (await this.call({ op: "memory" })) as number;
+  }
+
   /** @internal Panic inside the wasm module on purpose (tests of the panic boundary). */
   selfTestPanic(): Promise<unknown> {
     return this.call({ op: "selfTestPanic" });

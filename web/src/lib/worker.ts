@@ -7,7 +7,7 @@ import type { Request, Response } from "./protocol.js";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 const sessions = new Map<number, wasm.Comparison>();
-let ready: Promise<unknown> | null = null;
+let ready: Promise<wasm.InitOutput> | null = null;
 
 function reply(message: Response, transfer: Transferable[] = []): void {
   scope.postMessage(message, transfer);
@@ -80,6 +80,8 @@ async function handle(req: Request): Promise<unknown> {
       progress(req.id, "tracing");
       return { diff: s.traceDiffJson(), explain: s.explainJson() };
     }
+    case "memory":
+      return (await ready).memory.buffer.byteLength;
     case "selfTestPanic":
       return wasm.__selfTestPanic();
     case "close":
