@@ -35,6 +35,8 @@ if has matrix; then
   step "matrix: every golden workflow on every backend (burn CPU, burn-wgpu on lavapipe) vs ComfyUI"
   cargo build -p samplediff-cli
   "${CARGO_TARGET_DIR:-target}/debug/samplediff" check-backends --workflows tests/fixtures/comfyui
+  # The chain alone (recorded model outputs) on burn-wgpu: within 1e-6 of ComfyUI (asserted).
+  cargo test -p samplediff-chain --features wgpu --test replay_wgpu
 fi
 
 if has wasm; then
