@@ -12,6 +12,8 @@ use samplediff_formats::TensorFile;
 use samplediff_metrics::render::{RenderOptions, render};
 use samplediff_metrics::{CompareOptions, CompareReport, Status, Verdict, compare_files, maps, parse_pair};
 
+use crate::backend::Backend;
+
 pub mod heatmap;
 
 #[derive(clap::Args)]
@@ -44,25 +46,6 @@ pub struct Args {
     /// How many worst elements to list per tensor.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// burn's pure-Rust CPU backend (flex), float64 accumulation.
-    Cpu,
-    /// The GPU through wgpu (float32 where the adapter has no float64).
-    #[cfg(feature = "wgpu")]
-    Wgpu,
-}
-
-impl Backend {
-    pub fn device(self) -> Device {
-        match self {
-            Backend::Cpu => Device::flex(),
-            #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        }
-    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

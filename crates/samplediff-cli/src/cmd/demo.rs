@@ -13,7 +13,7 @@ use anyhow::anyhow;
 use samplediff_metrics::render::{RenderOptions, render};
 use samplediff_metrics::{CompareOptions, CompareReport, compare_files};
 
-use super::compare::Backend;
+use crate::backend::Backend;
 
 pub mod latents;
 pub mod story;
