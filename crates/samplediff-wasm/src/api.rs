@@ -264,20 +264,20 @@ fn gpu_heatmaps_promise(_: samplediff_formats::RawTensor, _: samplediff_formats:
 /// Initialise burn's WebGPU device once (later calls give the first answer). Never rejects for
 /// a missing GPU: it resolves `{ available: false, reason }` and everything runs on the CPU.
 #[wasm_bindgen(js_name = initWebGpu, unchecked_return_type = "Promise<WebGpuStatus>")]
-pub fn init_webgpu() -> js_sys::Promise {
+pub fn init_webgpu() -> Result<js_sys::Promise, JsValue> {
+    install_panic_hook();
     #[cfg(target_arch = "wasm32")]
     {
-        wasm_bindgen_futures::future_to_promise(async {
-            install_panic_hook();
+        Ok(wasm_bindgen_futures::future_to_promise(async {
             let status = match crate::backend::init_webgpu().await {
                 Ok(_) => object(&[("available", true.into()), ("reason", JsValue::NULL)]),
                 Err(why) => object(&[("available", false.into()), ("reason", why.into())]),
             };
             status.map_err(|e| js_sys::Error::new(&e).into())
-        })
+        }))
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        js_sys::Promise::resolve(&JsValue::NULL)
+        Err(js_sys::Error::new("WebGPU exists only in the browser build").into())
     }
 }

@@ -25,7 +25,8 @@ export interface Bin {
 
 /** Bars with counts on a log scale (an exact match bin and ten decades differ by millions). */
 export function drawHistogram(canvas: HTMLCanvasElement, bins: Bin[]): void {
-  const [W, H] = [Math.max(320, 46 * bins.length + 60), 200];
+  const widest = Math.max(...bins.map((b) => Math.max(b.label.length, String(b.count).length)));
+  const [W, H] = [Math.max(320, Math.max(46, 7 * widest + 12) * bins.length + 60), 200];
   const ctx = setup(canvas, W, H);
   const [left, bottom, top] = [48, 36, 12];
   const plotH = H - bottom - top;
