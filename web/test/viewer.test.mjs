@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -184,6 +184,29 @@ describe("viewer", () => {
           assert.ok(worst <= tolerance, `${sel} #${i}: WebGPU and canvas pictures differ by ${worst} levels`);
         });
       }
+    } finally {
+      await page.close();
+    }
+  });
+
+  test("two files dropped on the page are compared (A first)", async () => {
+    const [a, b] = [join(FIX, "metrics/f32_drift_a.safetensors"), join(FIX, "metrics/f32_drift_b.safetensors")];
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(`${server.url}index.html`);
+      await page.waitForFunction(() => window.samplediff?.status === "idle");
+      const bytes = await Promise.all([a, b].map(async (p) => Array.from(await readFile(p))));
+      await page.evaluate(([ba, bb]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(ba)], "f32_drift_a.safetensors"));
+        dt.items.add(new File([new Uint8Array(bb)], "f32_drift_b.safetensors"));
+        document.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      }, bytes);
+      await page.waitForFunction(() => ["done", "error"].includes(window.samplediff.status));
+      const state = await page.evaluate(() => ({ ...window.samplediff }));
+      assert.equal(state.lastError, null);
+      assert.deepStrictEqual(state.lastReport, await cliJson(a, b));
+      assert.match(await page.locator("#name-a").textContent(), /^f32_drift_a\.safetensors/);
     } finally {
       await page.close();
     }
