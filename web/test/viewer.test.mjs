@@ -157,6 +157,10 @@ describe("viewer", () => {
       for (const rgba of [...gpuPictures["canvas.map"], ...gpuPictures["canvas.preview"]]) {
         assert.ok(distinctColours(rgba) > 3, "a drawn picture, not a blank canvas");
       }
+      // The preview's latent format: Wan 2.1 chosen for 16 channels, Flux selectable.
+      assert.equal(await page.locator("canvas.preview").first().getAttribute("data-format"), "Wan21");
+      await page.selectOption("#format", "Flux");
+      await page.waitForFunction(() => [...document.querySelectorAll("canvas.preview")].every((c) => c.dataset.format === "Flux"));
       // The two runs: explain names the missing process_out first, diff finds where they part.
       assert.equal(state.lastTrace.explain.findings[0].cause, "output_convention");
       assert.equal(state.lastTrace.diff.first_divergence.name, "latent_out");
