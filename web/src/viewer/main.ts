@@ -143,7 +143,8 @@ async function heatmaps(t: TensorReport): Promise<void> {
   const draw = gpu?.heatmaps(maps, scale);
   const tiles = [];
   for (let c = 0; c < maps.channels; c++) {
-    const canvas = el("canvas", { class: "map", "data-channel": c, "data-rendered": draw ? "webgpu" : "canvas" });
+    const strip = maps.height === 1; // a 1-D tensor: one long row, drawn as a wide strip
+    const canvas = el("canvas", { class: strip ? "map strip" : "map", "data-channel": c, "data-rendered": draw ? "webgpu" : "canvas" });
     if (draw) await draw(canvas, c);
     else drawHeatmap(canvas, maps, c, scale);
     const channel = t.per_channel[c];
