@@ -31,21 +31,13 @@ import comfy.model_patcher
 import comfy.model_sampling
 import comfy.samplers
 
-# Samplers the core implements (samplediff-chain's Sampler::NAMES) that ComfyUI's KSampler offers.
-CORE_SAMPLERS = {
-    "euler",
-    "euler_ancestral",
-    "heun",
-    "dpmpp_2m",
-    "dpmpp_2m_sde",
-    "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun",
-    "dpmpp_2m_sde_heun_gpu",
-    "res_multistep",
-    "res_multistep_ancestral",
-    "lcm",
-    "ddim",
-}
+# Samplers the core implements, asked of the core itself (samplediff-chain's Sampler::NAMES).
+try:
+    from samplediff import sampler_names as _core_sampler_names
+    # uni_pc(_bh2) are not yet routed through the node's guider path: they keep the stock KSampler.
+    CORE_SAMPLERS = set(_core_sampler_names()) - {"uni_pc", "uni_pc_bh2"}
+except Exception:  # the wheel is missing or broken: Trace KSampler falls back to the stock KSampler
+    CORE_SAMPLERS = set()
 STOCHASTIC = {"euler_ancestral", "res_multistep_ancestral", "lcm"}
 BROWNIAN = {"dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu"}
 CORE_LATENT_FORMATS = {"SD15", "SDXL", "SD3", "Flux", "Wan21"}

@@ -26,7 +26,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(traces::explain_files, m)?)?;
     m.add_function(wrap_pyfunction!(traces::weights_hash, m)?)?;
     m.add_function(wrap_pyfunction!(sample::sample, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler_names, m)?)?;
     m.add_function(wrap_pyfunction!(sample::sigmas, m)?)?;
     m.add_function(wrap_pyfunction!(sample::noise, m)?)?;
     Ok(())
+}
+
+/// The sampler names the core's chain runs (`samplediff_chain::sampler::Sampler::NAMES`), so front
+/// ends ask the core instead of keeping their own list.
+#[pyfunction]
+fn sampler_names() -> Vec<&'static str> {
+    samplediff_chain::sampler::Sampler::NAMES.to_vec()
 }

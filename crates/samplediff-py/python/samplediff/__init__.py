@@ -31,7 +31,7 @@ import numpy as np
 from . import _native
 from ._arrays import as_array, as_f32, is_torch_tensor, named_arrays
 from ._fingerprint import weights_hash
-from ._native import SampleDiffError
+from ._native import SampleDiffError, sampler_names
 
 __version__ = _native.__version__
 
