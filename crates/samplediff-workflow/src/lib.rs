@@ -7,6 +7,8 @@
 //! `stepNNN.*` and `callNNN.*`. The CLI's `run` and `check-backends`, and the tests, all come
 //! through here, so every front end runs the same code. No filesystem: callers pass the files.
 
+pub mod replay;
+
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
