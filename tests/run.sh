@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGES=${STAGES:-"setup rust matrix wasm web python"}
+STAGES=${STAGES:-"setup rust matrix wasm web python fuzz"}
 
 # One cargo target dir: reuse one outside the clone when it exists (CI on this machine), never require it.
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
@@ -59,6 +59,15 @@ if has web; then
     && node --test test/viewer.test.mjs)
 fi
 # ---- end of web ------------------------------------------------------------------------------------
+
+# ---- fuzz: a 20 s smoke of every fuzz target on the committed corpus (issue 9) -------------------
+# fuzz/run.sh builds the libFuzzer targets as cargo-fuzz does (no cargo-fuzz binary needed; nightly
+# flags through RUSTC_BOOTSTRAP, AddressSanitizer) under <target dir>/x86_64-unknown-linux-gnu.
+if has fuzz; then
+  step "fuzz: every fuzz target for 20 s (fuzz/run.sh; longer runs: docs/fuzzing.md)"
+  FUZZ_WORK="${TMPDIR:-/tmp}/samplediff-fuzz-smoke" bash fuzz/run.sh all 20
+fi
+# ---- end of fuzz -----------------------------------------------------------------------------------
 
 # ---- python: the samplediff wheel and its pytest suite (issue 6) ---------------------------------
 # Installs (idempotent): a venv under the cargo target dir with maturin, pytest and numpy (PyPI).
