@@ -153,6 +153,29 @@ pub fn auto_latent_format(shape: Vec<usize>) -> Result<Option<String>, JsValue> 
     js(|| Ok(previews::auto_format(&shape).map(|f| f.name().to_string())))
 }
 
+/// Replay a run recorded in the golden layout (`wf_*.safetensors`) through the reference chain
+/// on the CPU backend, its recorded model predictions standing in for the model: the safetensors
+/// bytes `samplediff replay WF -o OUT` writes (`stepNNN.*`, `callNNN.*`, `latent_out`).
+/// `name` only labels errors and the output's `replayed_from` metadata.
+#[wasm_bindgen]
+pub fn replay(bytes: Vec<u8>, name: Option<String>) -> Result<Vec<u8>, JsValue> {
+    js(|| crate::workflows::replay(name.as_deref().unwrap_or("workflow"), bytes))
+}
+
+/// Run the workflow a golden-layout file describes, from scratch, with the burn Qwen-Image model
+/// on the CPU backend in float32: the trace bytes `samplediff run WF -o OUT` writes. `lora` is
+/// the LoRA file the workflow names (omit when it names none); `ropeAxes` defaults to
+/// Qwen-Image's `[16, 56, 56]`.
+#[wasm_bindgen(js_name = runWorkflow)]
+pub fn run_workflow(
+    workflow: Vec<u8>,
+    model: Vec<u8>,
+    lora: Option<Vec<u8>>,
+    #[wasm_bindgen(js_name = ropeAxes)] rope_axes: Option<Vec<usize>>,
+) -> Result<Vec<u8>, JsValue> {
+    js(|| crate::workflows::run_workflow(workflow, model, lora, rope_axes))
+}
+
 /// Two files held for one comparison: read once, then report, heatmaps and previews.
 #[wasm_bindgen]
 pub struct Comparison {

@@ -7,6 +7,8 @@
 //! * [`heatmaps`]: per-channel |a-b| maps (CPU, or WebGPU through burn-wgpu).
 //! * [`previews`]: latent-to-RGB previews with ComfyUI's factors, format chosen automatically.
 //! * [`traces`]: trace diff (divergence curve) and explain (findings) of the trace crate.
+//! * [`workflows`]: the golden workflows replayed and run whole on the CPU backend, as the
+//!   CLI's `replay` and `run` (the wasm column of `check-backends`).
 //! * [`api`]: the exports; [`boundary`]: why no panic crosses into JavaScript.
 //!
 //! The JavaScript API is documented in `docs/web.md`; `web/` holds the viewer built on it.
@@ -20,3 +22,4 @@ pub mod previews;
 pub mod report;
 pub mod session;
 pub mod traces;
+pub mod workflows;
