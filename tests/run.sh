@@ -57,6 +57,12 @@ if has web; then
   bash web/build-wasm.sh
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && node build.mjs \
     && node --test test/viewer.test.mjs)
+  # The wasm column (issues 3, 4): golden runs replayed (== ComfyUI within 1e-6) and run whole in wasm
+  # (Node; Chromium must agree bit for bit), written to tests/artifacts/wasm/; then the backend matrix
+  # with them as a column, every pair asserted against its tolerance (docs/backends.md).
+  (cd web && node --test test/wasm-workflows.test.mjs)
+  "${CARGO_TARGET_DIR:-target}/debug/samplediff" check-backends --workflows tests/fixtures/comfyui \
+    --include wasm-cpu=tests/artifacts/wasm/wasm-cpu
 fi
 # ---- end of web ------------------------------------------------------------------------------------
 
