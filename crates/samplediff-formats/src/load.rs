@@ -177,7 +177,7 @@ pub fn read_file(path: &str) -> Result<Bytes> {
     // SAFETY: the map is read-only; a file truncated by another process while mapped can still
     // fault, which is the accepted trade-off for not reading multi-gigabyte checkpoints whole.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    Ok(Bytes::new(map))
+    Ok(Bytes::mapped(map))
 }
 
 #[cfg(test)]
