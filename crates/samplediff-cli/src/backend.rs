@@ -1,6 +1,7 @@
 //! The burn devices a command can run on, by name (`--backend`).
 
 use burn::tensor::Device;
+use samplediff_metrics::Engine;
 
 /// Where a command computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +24,15 @@ impl Backend {
             Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
             #[cfg(feature = "cuda")]
             Backend::Cuda => Device::cuda(0),
+        }
+    }
+
+    /// Where `compare` computes: the fused host kernel on the CPU, burn tensors elsewhere.
+    pub fn engine(self) -> Engine {
+        match self {
+            Backend::Cpu => Engine::host(),
+            #[allow(unreachable_patterns)]
+            other => Engine::Device(other.device()),
         }
     }
 

@@ -9,7 +9,8 @@ use samplediff_formats::RawTensor;
 use samplediff_tensor::{DeviceTensor, compute_dtype, validate};
 
 use crate::device_ops::{indices, read_counts, read_floats};
-use crate::options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
+use crate::moments::{Counts, Floored, Moments, Tol};
+use crate::options::CompareOptions;
 use crate::quantiles::error_distribution;
 use crate::report::{Status, TensorReport, WorstElement};
 use crate::slices::{channel_stats, frame_stats};
@@ -32,39 +33,14 @@ pub fn compare_tensors_in(
     opts: &CompareOptions,
     precision: FloatDType,
 ) -> Result<TensorReport> {
-    validate(a)?;
-    validate(b)?;
-    let mut r = TensorReport::unmatched(pair_name(&a.name, &b.name), Status::Compared);
-    r.name_a = Some(a.name.clone());
-    r.name_b = Some(b.name.clone());
-    r.shape_a = Some(a.shape.clone());
-    r.shape_b = Some(b.shape.clone());
-    r.dtype_a = Some(a.dtype.name().into());
-    r.dtype_b = Some(b.dtype.name().into());
-    r.shapes_match = a.shape == b.shape;
-    r.dtypes_match = a.dtype == b.dtype;
-    if !r.shapes_match {
-        r.status = Status::ShapeMismatch;
-        r.message = Some(format!("shapes differ: {:?} vs {:?}", a.shape, b.shape));
-        return Ok(r);
-    }
-    let (rtol0, atol0) = default_tolerances(a.dtype, b.dtype);
-    let (rtol, atol) = (opts.rtol.unwrap_or(rtol0), opts.atol.unwrap_or(atol0));
-    r.rtol = Some(rtol);
-    r.atol = Some(atol);
-
+    let (mut r, tol) = match begin(a, b, opts)? {
+        Begin::Done(r) => return Ok(r),
+        Begin::Measure(r, tol) => (r, tol),
+    };
     let numel = a.numel();
-    r.numel = Some(numel as u64);
-    if numel == 0 {
-        // Nothing to measure: every count is zero, every value metric undefined, and the
-        // tensors agree (as torch.testing.assert_close says of two empty tensors).
-        r.set_counts_zero();
-        r.values_match = true;
-        return Ok(r);
-    }
     let ta = DeviceTensor::upload_as(a, device, precision)?;
     let tb = DeviceTensor::upload_as(b, device, precision)?;
-    let pair = Pair::new(ta.values, tb.values, rtol, atol);
+    let pair = Pair::new(ta.values, tb.values, tol.rtol, tol.atol);
     pair.global(&mut r, opts)?;
     if let Some(n) = r.finite_pairs.filter(|&n| n > 0).map(|n| n as usize) {
         // One sort serves the worst elements, the percentiles and the histogram: non-finite
@@ -88,6 +64,48 @@ pub fn compare_tensors_in(
     }
     r.hints = hints::hints(&r);
     Ok(r)
+}
+
+/// How a comparison starts: either there is nothing to measure (shapes differ, no elements)
+/// and the report is complete, or the values are measured under `Tol`.
+pub(crate) enum Begin {
+    Done(TensorReport),
+    Measure(TensorReport, Tol),
+}
+
+/// The part of a report every path fills the same way: names, shapes, dtypes, tolerances.
+/// Layout errors (byte length vs shape) are errors.
+pub(crate) fn begin(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> Result<Begin> {
+    validate(a)?;
+    validate(b)?;
+    let mut r = TensorReport::unmatched(pair_name(&a.name, &b.name), Status::Compared);
+    r.name_a = Some(a.name.clone());
+    r.name_b = Some(b.name.clone());
+    r.shape_a = Some(a.shape.clone());
+    r.shape_b = Some(b.shape.clone());
+    r.dtype_a = Some(a.dtype.name().into());
+    r.dtype_b = Some(b.dtype.name().into());
+    r.shapes_match = a.shape == b.shape;
+    r.dtypes_match = a.dtype == b.dtype;
+    if !r.shapes_match {
+        r.status = Status::ShapeMismatch;
+        r.message = Some(format!("shapes differ: {:?} vs {:?}", a.shape, b.shape));
+        return Ok(Begin::Done(r));
+    }
+    let (rtol0, atol0) = default_tolerances(a.dtype, b.dtype);
+    let (rtol, atol) = (opts.rtol.unwrap_or(rtol0), opts.atol.unwrap_or(atol0));
+    r.rtol = Some(rtol);
+    r.atol = Some(atol);
+    let numel = a.numel();
+    r.numel = Some(numel as u64);
+    if numel == 0 {
+        // Nothing to measure: every count is zero, every value metric undefined, and the
+        // tensors agree (as torch.testing.assert_close says of two empty tensors).
+        r.set_counts_zero();
+        r.values_match = true;
+        return Ok(Begin::Done(r));
+    }
+    Ok(Begin::Measure(r, Tol { rtol, atol }))
 }
 
 /// "x" for a pair of equal names, "x=y" (the `--pair` spelling) otherwise.
@@ -128,7 +146,6 @@ impl Pair {
 
     /// Counts and whole-tensor metrics (two read-backs: sums, then centred sums and the floor).
     fn global(&self, r: &mut TensorReport, opts: &CompareOptions) -> Result<()> {
-        let numel = self.a.dims()[0] as u64;
         let (nan_a, nan_b) = (self.a.clone().is_nan(), self.b.clone().is_nan());
         let (inf_a, inf_b) = (self.a.clone().is_inf(), self.b.clone().is_inf());
         let inf_any = inf_a.clone().bool_or(inf_b.clone());
@@ -149,19 +166,23 @@ impl Pair {
             self.close.clone().int().sum(),
             b_zero.int().sum(),
         ])?;
-        let n = c[0];
-        r.finite_pairs = Some(n);
-        (r.nan_a, r.nan_b, r.inf_a, r.inf_b) = (Some(c[1]), Some(c[2]), Some(c[3]), Some(c[4]));
-        r.nan_position_mismatch = Some(c[5]);
-        r.inf_mismatch = Some(c[6]);
-        r.mismatched = Some(numel - c[7]);
-        r.values_match = c[7] == numel;
-        r.rel_zero_b = Some(c[8]);
-        if n == 0 {
+        let mut m = Moments::default();
+        m.c = Counts {
+            numel: self.a.dims()[0] as u64,
+            finite: c[0],
+            nan_a: c[1],
+            nan_b: c[2],
+            inf_a: c[3],
+            inf_b: c[4],
+            nan_xor: c[5],
+            inf_mismatch: c[6],
+            close: c[7],
+            b_zero: c[8],
+        };
+        if m.c.finite == 0 {
+            m.fill(r, 0.0);
             return Ok(());
         }
-        let rel_n = n - c[8];
-
         let s = read_floats(vec![
             self.ad.clone().sum(),
             self.ad.clone().square().sum(),
@@ -174,27 +195,15 @@ impl Pair {
             self.bf.clone().square().sum(),
             self.af.clone().mul(self.bf.clone()).sum(),
         ])?;
-        let nf = n as f64;
-        let (sum_ad, sum_ad2, max_ad) = (s[0], s[1], s[2]);
-        let (sum_a2, sum_b2, sum_ab) = (s[7], s[8], s[9]);
-        r.max_abs = Some(max_ad);
-        r.mean_abs = Some(sum_ad / nf);
-        r.rmse = Some((sum_ad2 / nf).sqrt());
-        r.rms_a = Some((sum_a2 / nf).sqrt());
-        r.rms_b = Some((sum_b2 / nf).sqrt());
-        if rel_n > 0 {
-            r.max_rel = Some(s[4]);
-            r.mean_rel = Some(s[3] / rel_n as f64);
-        }
-        r.cosine = ratio(sum_ab, (sum_a2 * sum_b2).sqrt());
-        r.snr_db = if sum_ad2 > 0.0 && sum_b2 > 0.0 { Some(10.0 * (sum_b2 / sum_ad2).log10()) } else { None };
+        (m.sum_ad, m.sum_ad2, m.max_ad, m.sum_rel, m.max_rel) = (s[0], s[1], s[2], s[3], s[4]);
+        (m.sum_a, m.sum_b, m.sum_a2, m.sum_b2, m.sum_ab) = (s[5], s[6], s[7], s[8], s[9]);
 
         // Second pass: centred sums for Pearson, and the floored relative error.
-        let (mean_a, mean_b) = (s[5] / nf, s[6] / nf);
-        let ca = self.af.clone().sub_scalar(mean_a).mask_fill(self.nonfinite.clone(), 0.0);
-        let cb = self.bf.clone().sub_scalar(mean_b).mask_fill(self.nonfinite.clone(), 0.0);
-        let floor = opts.rel_floor.unwrap_or(DEFAULT_REL_FLOOR_FRACTION * (sum_b2 / nf).sqrt());
-        r.rel_floor = Some(floor);
+        let nf = m.c.finite as f64;
+        (m.mean_a, m.mean_b) = (m.sum_a / nf, m.sum_b / nf);
+        let ca = self.af.clone().sub_scalar(m.mean_a).mask_fill(self.nonfinite.clone(), 0.0);
+        let cb = self.bf.clone().sub_scalar(m.mean_b).mask_fill(self.nonfinite.clone(), 0.0);
+        let floor = opts.rel_floor.unwrap_or_else(|| m.default_floor());
         let denom = abs_b.clamp_min(floor);
         let floored_ok = self.finite.clone().bool_and(denom.clone().greater_elem(0.0));
         let rel_f = rel_quotient(&self.ad, &denom, floored_ok.clone());
@@ -205,12 +214,9 @@ impl Pair {
             rel_f.clone().sum(),
             rel_f.max(),
         ])?;
-        let floored_n = read_counts(vec![floored_ok.int().sum()])?[0];
-        r.pearson = ratio(s2[2], (s2[0] * s2[1]).sqrt());
-        if floored_n > 0 {
-            r.max_rel_floored = Some(s2[4]);
-            r.mean_rel_floored = Some(s2[3] / floored_n as f64);
-        }
+        (m.m2a, m.m2b, m.cab) = (s2[0], s2[1], s2[2]);
+        m.floored = Floored { n: read_counts(vec![floored_ok.int().sum()])?[0], sum: s2[3], max: s2[4] };
+        m.fill(r, floor);
         Ok(())
     }
 
@@ -240,10 +246,6 @@ impl Pair {
 fn rel_quotient(num: &Tensor<1>, den: &Tensor<1>, ok: Tensor<1, Bool>) -> Tensor<1> {
     let not_ok = ok.bool_not();
     num.clone().div(den.clone().mask_fill(not_ok.clone(), 1.0)).mask_fill(not_ok, 0.0)
-}
-
-fn ratio(num: f64, den: f64) -> Option<f64> {
-    (den > 0.0 && den.is_finite()).then(|| num / den)
 }
 
 /// The C-order multi-index of flat position `flat` in `shape` (`[]` for a 0-d scalar).
@@ -310,7 +312,7 @@ impl TensorReport {
         }
     }
 
-    fn set_counts_zero(&mut self) {
+    pub(crate) fn set_counts_zero(&mut self) {
         for c in [
             &mut self.finite_pairs,
             &mut self.mismatched,

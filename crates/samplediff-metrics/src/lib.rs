@@ -6,18 +6,23 @@
 //!   cosine, Pearson, SNR, NaN/Inf accounting, ULP distance, percentiles, a decade histogram,
 //!   the worst elements, per-channel statistics with the affine fit b ~ scale*a + shift, per
 //!   frame statistics, and [`hints`].
+//! * [`compare_tensors_host`]: the same report from the fused host kernel ([`fused`]): one read
+//!   of both tensors' bytes on all CPU cores; what the CPU engine of [`compare_files`] runs.
 //! * [`compare_files`]: two [`TensorFile`](samplediff_formats::TensorFile)s -> [`CompareReport`]
 //!   (pairing by name or `--pair`, verdict, ranking).
 //! * [`render`]: the terminal report; [`CompareReport::to_json`]: the stable JSON.
 //! * [`maps`]: per-channel |a-b| maps for heatmaps.
 //!
-//! No filesystem, no threads: builds for wasm32-unknown-unknown.
+//! No filesystem; threads only in the host kernel and never on wasm32-unknown-unknown.
 
 mod compare;
 mod device_ops;
+mod engine;
 mod error;
+pub mod fused;
 pub mod hints;
 pub mod maps;
+mod moments;
 mod options;
 mod pairing;
 pub mod quantiles;
@@ -28,7 +33,9 @@ pub mod tolerance;
 pub mod ulp;
 
 pub use compare::{compare_tensors, compare_tensors_in, pair_name, unravel};
+pub use engine::Engine;
 pub use error::{MetricsError, Result};
+pub use fused::{Host, compare_tensors_host};
 pub use options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
 pub use pairing::{assemble, compare_files, match_tensors, parse_pair};
 pub use report::{CompareReport, Status, TensorReport, Verdict};

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use burn::tensor::Device;
 use samplediff_formats::TensorFile;
 
-use crate::compare::{compare_tensors, pair_name};
+use crate::compare::pair_name;
+use crate::engine::Engine;
 use crate::options::CompareOptions;
 use crate::report::{CompareReport, RankEntry, Status, Summary, TensorReport, Verdict};
 use crate::{MetricsError, Result};
@@ -60,12 +60,13 @@ pub fn match_tensors(
     Ok(out)
 }
 
-/// Compare every tensor of `a` with its partner in the reference `b`.
+/// Compare every tensor of `a` with its partner in the reference `b`, tensor by tensor (so
+/// memory holds one pair's working set, whatever the files' size).
 pub fn compare_files(
     a: &TensorFile,
     b: &TensorFile,
     pairs: &[(String, String)],
-    device: &Device,
+    engine: &Engine,
     opts: &CompareOptions,
 ) -> Result<CompareReport> {
     let mut tensors = Vec::new();
@@ -73,8 +74,13 @@ pub fn compare_files(
         let report = match (ia, ib) {
             (Some(ia), Some(ib)) => {
                 let (ta, tb) = (&a.tensors[ia], &b.tensors[ib]);
-                compare_tensors(ta, tb, device, opts)
-                    .map_err(|e| MetricsError::new(format!("{}: {e}", pair_name(&ta.name, &tb.name))))?
+                let report = engine
+                    .compare(ta, tb, opts)
+                    .map_err(|e| MetricsError::new(format!("{}: {e}", pair_name(&ta.name, &tb.name))))?;
+                // A memory-mapped file's pages of this pair are not needed again.
+                ta.data.release();
+                tb.data.release();
+                report
             }
             (Some(ia), None) => {
                 let t = &a.tensors[ia];

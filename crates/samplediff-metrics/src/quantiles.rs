@@ -21,33 +21,46 @@ pub fn error_distribution(sorted: Tensor<1>) -> Result<(Percentiles, Histogram)>
     // Ascending rank i sits at position n-1-i.
     let at = |i: usize| (n - 1 - i) as i64;
 
-    // numpy 'linear': virtual index (n-1)q, neighbours floor and floor+1 (clipped).
-    let positions: Vec<(usize, usize, f64)> = QUANTILES
-        .iter()
-        .map(|&q| {
-            let v = (n - 1) as f64 * q;
-            let lo = v.floor();
-            ((lo as usize).min(n - 1), (lo as usize + 1).min(n - 1), v - lo)
-        })
-        .collect();
-    let mut idx: Vec<i64> = positions.iter().flat_map(|&(lo, hi, _)| [at(lo), at(hi)]).collect();
+    let positions = quantile_positions(n as u64);
+    let mut idx: Vec<i64> = positions.iter().flat_map(|&(lo, hi, _)| [at(lo as usize), at(hi as usize)]).collect();
     idx.push(at(n - 1));
     let picked = sorted.clone().select(0, indices(idx, &device));
     let zero_count = sorted.clone().equal_elem(0.0).int().sum();
     let (vals, zero) = (read_floats(vec![picked])?, read_counts(vec![zero_count])?[0]);
-
-    let q: Vec<f64> =
-        positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(vals[2 * i], vals[2 * i + 1], t)).collect();
-    let percentiles = Percentiles { p50: q[0], p90: q[1], p99: q[2], p999: q[3] };
+    let percentiles = percentiles(&positions, &vals);
 
     let max = vals[vals.len() - 1];
-    let histogram = if zero as usize == n {
-        Histogram { zero, bins: vec![] }
+    let min_nonzero = if zero as usize == n {
+        0.0
     } else {
-        let min_nonzero = read_floats(vec![sorted.clone().select(0, indices(vec![at(zero as usize)], &device))])?[0];
-        decade_histogram(&sorted, n, zero, min_nonzero, max)?
+        read_floats(vec![sorted.clone().select(0, indices(vec![at(zero as usize)], &device))])?[0]
     };
+    let histogram = decade_histogram(n as u64, zero, min_nonzero, max, |edges| {
+        if edges.is_empty() {
+            return Ok(vec![]);
+        }
+        read_counts(edges.iter().map(|&k| sorted.clone().lower_elem(pow10(k)).int().sum()).collect())
+    })?;
     Ok((percentiles, histogram))
+}
+
+/// For n sorted values, each quantile's two neighbouring ascending ranks and the weight of the
+/// upper one (numpy 'linear': virtual index (n-1)q, neighbours floor and floor+1, clipped).
+pub fn quantile_positions(n: u64) -> Vec<(u64, u64, f64)> {
+    QUANTILES
+        .iter()
+        .map(|&q| {
+            let v = (n - 1) as f64 * q;
+            let lo = v.floor();
+            ((lo as u64).min(n - 1), (lo as u64 + 1).min(n - 1), v - lo)
+        })
+        .collect()
+}
+
+/// The percentiles from the values at [`quantile_positions`] (lo, hi, lo, hi, ...).
+pub fn percentiles(positions: &[(u64, u64, f64)], values: &[f64]) -> Percentiles {
+    let q: Vec<f64> = positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(values[2 * i], values[2 * i + 1], t)).collect();
+    Percentiles { p50: q[0], p90: q[1], p99: q[2], p999: q[3] }
 }
 
 /// numpy's `_lerp`: a + (b-a)t, computed from the far end when t >= 0.5 (exact at t = 1).
@@ -73,19 +86,25 @@ pub fn decade(x: f64) -> i32 {
     k
 }
 
-fn decade_histogram(errors: &Tensor<1>, n: usize, zero: u64, min_nonzero: f64, max: f64) -> Result<Histogram> {
+/// The decade histogram of `n` errors: `zero` of them exactly 0, the rest between
+/// `min_nonzero` and `max`; `count_below(ks)` counts the errors below each 10^k.
+pub fn decade_histogram(
+    n: u64,
+    zero: u64,
+    min_nonzero: f64,
+    max: f64,
+    count_below: impl FnOnce(&[i32]) -> Result<Vec<u64>>,
+) -> Result<Histogram> {
+    if zero == n {
+        return Ok(Histogram { zero, bins: vec![] });
+    }
     let hi_k = decade(max);
     let lo_k = decade(min_nonzero).max(hi_k - MAX_DECADES + 1);
     // Count of errors below each inner edge 10^(lo_k+1) .. 10^hi_k; the outer edges are known.
     let inner: Vec<i32> = (lo_k + 1..=hi_k).collect();
-    let below = if inner.is_empty() {
-        vec![]
-    } else {
-        read_counts(inner.iter().map(|&k| errors.clone().lower_elem(pow10(k)).int().sum()).collect())?
-    };
     let mut edges_below = vec![zero];
-    edges_below.extend(below);
-    edges_below.push(n as u64);
+    edges_below.extend(count_below(&inner)?);
+    edges_below.push(n);
     let bins = (lo_k..=hi_k)
         .enumerate()
         .map(|(i, k)| HistogramBin { lo: pow10(k), hi: pow10(k + 1), count: edges_below[i + 1] - edges_below[i] })

@@ -9,20 +9,8 @@ use burn::tensor::{Bool, Int, Tensor};
 use crate::Result;
 use crate::compare::Pair;
 use crate::device_ops::{floats_like, read_counts, read_floats};
+use crate::moments::Moments;
 use crate::report::{ChannelStats, FrameStats};
-
-/// Row-wise sums of one slicing of a pair.
-struct Rows {
-    s: usize,
-    numel: u64,
-    finite: Vec<u64>,
-    mismatched: Vec<u64>,
-    sum_ad: Vec<f64>,
-    sum_ad2: Vec<f64>,
-    max_ad: Vec<f64>,
-    sum_a: Vec<f64>,
-    sum_b: Vec<f64>,
-}
 
 fn rows_f(t: &Tensor<1>, shape: &[usize], axis: usize) -> Tensor<2> {
     let (pre, s, post) = split(shape, axis);
@@ -48,10 +36,12 @@ fn col_i(t: Tensor<2, Int>) -> Tensor<1, Int> {
     t.reshape([s])
 }
 
-fn row_sums(p: &Pair, shape: &[usize], axis: usize) -> Result<Option<Rows>> {
+/// Each slice's [`Moments`] (error sums, and with `centred` the moments about the slice's
+/// means), and the elements per slice.
+fn row_moments(p: &Pair, shape: &[usize], axis: usize, centred: bool) -> Result<(Vec<Moments>, u64)> {
     let (pre, s, post) = split(shape, axis);
     if s == 0 || pre * post == 0 {
-        return Ok(None);
+        return Ok((vec![], 0));
     }
     let ad = rows_f(&p.ad, shape, axis);
     let c = read_counts(vec![
@@ -66,82 +56,44 @@ fn row_sums(p: &Pair, shape: &[usize], axis: usize) -> Result<Option<Rows>> {
         col(rows_f(&p.bf, shape, axis).sum_dim(1)),
     ])?;
     let numel = (pre * post) as u64;
-    Ok(Some(Rows {
-        s,
-        numel,
-        finite: c[..s].to_vec(),
-        mismatched: c[s..].iter().map(|close| numel - close).collect(),
-        sum_ad: f[..s].to_vec(),
-        sum_ad2: f[s..2 * s].to_vec(),
-        max_ad: f[2 * s..3 * s].to_vec(),
-        sum_a: f[3 * s..4 * s].to_vec(),
-        sum_b: f[4 * s..].to_vec(),
-    }))
-}
-
-/// max/mean/rms of |a-b| over a slice's finite pairs (NaN, i.e. JSON null, when it has none).
-fn err_stats(r: &Rows, i: usize) -> (f64, f64, f64) {
-    let n = r.finite[i] as f64;
-    if n == 0.0 {
-        return (f64::NAN, f64::NAN, f64::NAN);
+    let mut rows: Vec<Moments> = (0..s)
+        .map(|i| {
+            let mut m = Moments::default();
+            (m.c.numel, m.c.finite, m.c.close) = (numel, c[i], c[s + i]);
+            (m.sum_ad, m.sum_ad2, m.max_ad, m.sum_a, m.sum_b) = (f[i], f[s + i], f[2 * s + i], f[3 * s + i], f[4 * s + i]);
+            if m.c.finite > 0 {
+                (m.mean_a, m.mean_b) = (m.sum_a / m.c.finite as f64, m.sum_b / m.c.finite as f64);
+            }
+            m
+        })
+        .collect();
+    if centred {
+        // Centred second moments (two passes: no cancellation when the means are large).
+        let ma: Vec<f64> = rows.iter().map(|m| m.mean_a).collect();
+        let mb: Vec<f64> = rows.iter().map(|m| m.mean_b).collect();
+        let nonfinite = rows_b(&p.nonfinite, shape, axis);
+        let ca = rows_f(&p.af, shape, axis).sub(floats_like(ma, [s, 1], &p.af)).mask_fill(nonfinite.clone(), 0.0);
+        let cb = rows_f(&p.bf, shape, axis).sub(floats_like(mb, [s, 1], &p.af)).mask_fill(nonfinite, 0.0);
+        let m = read_floats(vec![
+            col(ca.clone().square().sum_dim(1)),
+            col(cb.clone().square().sum_dim(1)),
+            col(ca.mul(cb).sum_dim(1)),
+        ])?;
+        for (i, row) in rows.iter_mut().enumerate() {
+            (row.m2a, row.m2b, row.cab) = (m[i], m[s + i], m[2 * s + i]);
+        }
     }
-    (r.max_ad[i], r.sum_ad[i] / n, (r.sum_ad2[i] / n).sqrt())
+    Ok((rows, numel))
 }
 
 /// Per-channel statistics and fit (axis 1).
 pub(crate) fn channel_stats(p: &Pair, shape: &[usize]) -> Result<Vec<ChannelStats>> {
-    let Some(r) = row_sums(p, shape, 1)? else {
-        return Ok(vec![]);
-    };
-    let s = r.s;
-    let mean = |sum: &[f64], i: usize| {
-        if r.finite[i] > 0 { sum[i] / r.finite[i] as f64 } else { 0.0 }
-    };
-    let ma: Vec<f64> = (0..s).map(|i| mean(&r.sum_a, i)).collect();
-    let mb: Vec<f64> = (0..s).map(|i| mean(&r.sum_b, i)).collect();
-    // Centred second moments (two passes: no cancellation when the means are large).
-    let nonfinite = rows_b(&p.nonfinite, shape, 1);
-    let ca = rows_f(&p.af, shape, 1).sub(floats_like(ma.clone(), [s, 1], &p.af)).mask_fill(nonfinite.clone(), 0.0);
-    let cb = rows_f(&p.bf, shape, 1).sub(floats_like(mb.clone(), [s, 1], &p.af)).mask_fill(nonfinite, 0.0);
-    let m = read_floats(vec![
-        col(ca.clone().square().sum_dim(1)),
-        col(cb.clone().square().sum_dim(1)),
-        col(ca.mul(cb).sum_dim(1)),
-    ])?;
-    Ok((0..s)
-        .map(|i| {
-            let (saa, sbb, sab) = (m[i], m[s + i], m[2 * s + i]);
-            let n = r.finite[i] as f64;
-            let (max_abs, mean_abs, rmse) = err_stats(&r, i);
-            let scale = (saa > 0.0).then(|| sab / saa);
-            ChannelStats {
-                channel: i,
-                numel: r.numel,
-                mismatched: r.mismatched[i],
-                max_abs,
-                mean_abs,
-                rmse,
-                mean_a: if n > 0.0 { ma[i] } else { f64::NAN },
-                mean_b: if n > 0.0 { mb[i] } else { f64::NAN },
-                std_a: if n > 0.0 { (saa / n).sqrt() } else { f64::NAN },
-                std_b: if n > 0.0 { (sbb / n).sqrt() } else { f64::NAN },
-                scale,
-                shift: scale.map(|k| mb[i] - k * ma[i]),
-                r2: (saa > 0.0 && sbb > 0.0).then(|| sab * sab / (saa * sbb)),
-            }
-        })
-        .collect())
+    let (rows, numel) = row_moments(p, shape, 1, true)?;
+    Ok(rows.iter().enumerate().map(|(i, m)| m.channel(i, numel)).collect())
 }
 
 /// Per-frame error statistics (axis 2 of a 5-D tensor).
 pub(crate) fn frame_stats(p: &Pair, shape: &[usize]) -> Result<Vec<FrameStats>> {
-    let Some(r) = row_sums(p, shape, 2)? else {
-        return Ok(vec![]);
-    };
-    Ok((0..r.s)
-        .map(|i| {
-            let (max_abs, mean_abs, rmse) = err_stats(&r, i);
-            FrameStats { frame: i, numel: r.numel, mismatched: r.mismatched[i], max_abs, mean_abs, rmse }
-        })
-        .collect())
+    let (rows, numel) = row_moments(p, shape, 2, false)?;
+    Ok(rows.iter().enumerate().map(|(i, m)| m.frame(i, numel)).collect())
 }

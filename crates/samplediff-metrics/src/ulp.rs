@@ -38,7 +38,7 @@ pub fn ulp_stats(a: &RawTensor, b: &RawTensor) -> Option<(u64, f64)> {
 }
 
 /// The signed ordinal of one little-endian element, or `None` for NaN and infinities.
-fn ordinal(dtype: DType, bytes: &[u8]) -> Option<i64> {
+pub(crate) fn ordinal(dtype: DType, bytes: &[u8]) -> Option<i64> {
     // (bits, width of the magnitude field, exponent field mask, exponent bits all ones = special)
     let (bits, sign_bit, exp_shift, exp_mask): (u64, u32, u32, u64) = match dtype {
         DType::F64 => (u64::from_le_bytes(bytes[..8].try_into().ok()?), 63, 52, 0x7FF),

@@ -3,10 +3,16 @@
 
 use burn::tensor::Device;
 use samplediff_formats::{DType, RawTensor, TensorFile};
-use samplediff_metrics::{CompareOptions, Status, Verdict, compare_files, compare_tensors};
+use samplediff_metrics::{CompareOptions, Engine, Status, Verdict, compare_files, compare_tensors};
 
+mod common;
+
+/// The host kernel's report, after checking that burn's CPU backend gives the same one.
 fn cmp(a: &RawTensor, b: &RawTensor) -> samplediff_metrics::TensorReport {
-    compare_tensors(a, b, &Device::flex(), &CompareOptions::default()).unwrap()
+    let opts = CompareOptions::default();
+    let host = Engine::host().compare(a, b, &opts).unwrap();
+    common::assert_equivalent(&host, &compare_tensors(a, b, &Device::flex(), &opts).unwrap());
+    host
 }
 
 fn f32t(shape: Vec<usize>, v: &[f32]) -> RawTensor {
@@ -125,6 +131,7 @@ fn mismatched_shapes_and_dtypes() {
 fn malformed_layout_is_an_error() {
     let bad = RawTensor::from_vec("x", DType::F32, vec![4], vec![0; 7]);
     let e = compare_tensors(&bad, &bad, &Device::flex(), &CompareOptions::default()).unwrap_err();
+    assert_eq!(Engine::host().compare(&bad, &bad, &CompareOptions::default()).unwrap_err(), e);
     assert!(e.0.contains("needs 16 bytes but holds 7"), "{e}");
 }
 
@@ -144,7 +151,7 @@ fn file_statuses_and_summary() {
         named("z", vec![2], &[0.0, 0.0]),
         named("only_b", vec![1], &[0.0]),
     ]);
-    let r = compare_files(&a, &b, &[], &Device::flex(), &CompareOptions::default()).unwrap();
+    let r = compare_files(&a, &b, &[], &Engine::host(), &CompareOptions::default()).unwrap();
     assert_eq!(r.verdict, Verdict::Mismatch);
     let statuses: Vec<(&str, Status)> = r.tensors.iter().map(|t| (t.name.as_str(), t.status)).collect();
     assert_eq!(
@@ -162,10 +169,10 @@ fn file_statuses_and_summary() {
     assert_eq!(s.ranking[0].name, "y", "worst first");
 
     let pairs = vec![("only_a".to_string(), "only_b".to_string())];
-    let r = compare_files(&a, &b, &pairs, &Device::flex(), &CompareOptions::default()).unwrap();
+    let r = compare_files(&a, &b, &pairs, &Engine::host(), &CompareOptions::default()).unwrap();
     assert!(r.tensors.iter().any(|t| t.name == "only_a=only_b" && t.status == Status::Compared && t.values_match));
 
-    let same = compare_files(&a, &a, &[], &Device::flex(), &CompareOptions::default()).unwrap();
+    let same = compare_files(&a, &a, &[], &Engine::host(), &CompareOptions::default()).unwrap();
     assert_eq!(same.verdict, Verdict::Match);
 }
 
@@ -189,7 +196,7 @@ fn json_is_byte_identical_across_runs() {
         tensors: vec![RawTensor::from_f32("lat", vec![2, 3, 2, 7, 5], &vb)],
         metadata: Default::default(),
     };
-    let run = || compare_files(&a, &b, &[], &Device::flex(), &CompareOptions::default()).unwrap().to_json();
+    let run = || compare_files(&a, &b, &[], &Engine::host(), &CompareOptions::default()).unwrap().to_json();
     let first = run();
     for _ in 0..3 {
         assert_eq!(run(), first);

@@ -1,10 +1,11 @@
-//! Every metric agrees with an independent float64 numpy computation to 1e-9 relative.
+//! Every metric agrees with an independent float64 numpy computation to 1e-9 relative, on both
+//! engines (the fused host kernel and burn's CPU backend).
 //!
 //! Fixtures and expectations come from tests/fixtures/metrics/make_fixtures.py (committed):
 //! pairs in safetensors F32/F16/BF16, .npy F64/F32, with NaN/Inf, zeros in b, mixed dtypes.
 
 use burn::tensor::Device;
-use samplediff_metrics::{CompareOptions, Status, TensorReport, compare_files};
+use samplediff_metrics::{CompareOptions, Engine, Status, TensorReport, compare_files};
 use serde_json::Value;
 
 const REL: f64 = 1e-9;
@@ -26,14 +27,14 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-fn check_case(case: &Value) {
+fn check_case(case: &Value, engine: &Engine) {
     let name = case["name"].as_str().unwrap();
     let dir = fixture_dir();
     let load = |key: &str| {
         let path = format!("{dir}/{}", case[key].as_str().unwrap());
         samplediff_formats::load_path(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
-    let report = compare_files(&load("file_a"), &load("file_b"), &[], &Device::flex(), &CompareOptions::default())
+    let report = compare_files(&load("file_a"), &load("file_b"), &[], engine, &CompareOptions::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(report.tensors.len(), 1, "{name}");
     let t: &TensorReport = &report.tensors[0];
@@ -166,7 +167,8 @@ fn every_fixture_agrees_with_numpy() {
     let mut formats = std::collections::BTreeSet::new();
     for case in cases {
         formats.insert(format!("{}:{}", case["file_a"].as_str().unwrap().rsplit('.').next().unwrap(), case["dtype_a"]));
-        check_case(case);
+        check_case(case, &Engine::host());
+        check_case(case, &Engine::Device(Device::flex()));
     }
     // safetensors F32/F16/BF16 and .npy are all exercised.
     for want in ["safetensors:\"F32\"", "safetensors:\"F16\"", "safetensors:\"BF16\"", "npy:\"F64\"", "npy:\"F32\""] {

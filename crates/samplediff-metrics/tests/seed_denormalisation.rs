@@ -5,7 +5,9 @@
 use burn::tensor::Device;
 use samplediff_formats::RawTensor;
 use samplediff_metrics::hints::WAN21;
-use samplediff_metrics::{CompareOptions, compare_tensors};
+use samplediff_metrics::{CompareOptions, Engine, compare_tensors};
+
+mod common;
 
 /// A deterministic roughly-normal field (sum of uniforms) with some spatial structure.
 fn sampler_state(shape: [usize; 5]) -> Vec<f32> {
@@ -39,6 +41,7 @@ fn per_channel_fit_recovers_the_wan21_denormalisation() {
     let a = RawTensor::from_f32("latent", shape.to_vec(), &x);
     let b = RawTensor::from_f32("latent", shape.to_vec(), &latent);
     let r = compare_tensors(&a, &b, &Device::flex(), &CompareOptions::default()).unwrap();
+    common::assert_equivalent(&Engine::host().compare(&a, &b, &CompareOptions::default()).unwrap(), &r);
 
     assert!(!r.values_match);
     let mean_abs = r.mean_abs.unwrap();

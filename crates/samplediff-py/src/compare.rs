@@ -1,7 +1,7 @@
 //! `compare` and `compare_files`: the CLI's comparison, the CLI's JSON.
 //!
 //! Both go through `samplediff_metrics::compare_files`, the function behind
-//! `samplediff compare`, on burn's CPU backend (float64 accumulation), and hand back
+//! `samplediff compare`, with the CLI's CPU engine (the fused host kernel), and hand back
 //! `CompareReport::to_json()` — the exact bytes `samplediff compare --json` prints — plus the
 //! text report. The Python side parses the JSON, so the dict has the CLI's schema by construction.
 
@@ -11,7 +11,7 @@ use numpy::PyArrayMethods;
 use pyo3::prelude::*;
 use samplediff_formats::{RawTensor, TensorFile};
 use samplediff_metrics::render::{RenderOptions, render};
-use samplediff_metrics::{CompareOptions, compare_files as compare_tensor_files, maps, parse_pair};
+use samplediff_metrics::{CompareOptions, Engine, compare_files as compare_tensor_files, maps, parse_pair};
 
 use crate::arrays::{borrow_tensor, borrow_tensors};
 use crate::errors::{error, run_detached};
@@ -34,7 +34,7 @@ fn report(
     labels: (String, String),
 ) -> Result<(String, String), String> {
     let pairs = pairs.iter().map(|p| parse_pair(p)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    let report = compare_tensor_files(a, b, &pairs, &Device::flex(), opts).map_err(|e| e.to_string())?;
+    let report = compare_tensor_files(a, b, &pairs, &Engine::host(), opts).map_err(|e| e.to_string())?;
     let text = render(&report, &RenderOptions { label_a: labels.0, label_b: labels.1, ..Default::default() });
     Ok((report.to_json(), text))
 }

@@ -1,11 +1,10 @@
-//! The compare report: the core's own [`compare_files`] on the CPU device, so the JSON is the
-//! CLI's `compare --json`, byte for byte, for the same files and options.
+//! The compare report: the core's own [`compare_files`] with the CLI's CPU engine (the fused
+//! host kernel, one thread here), so the JSON is the CLI's `compare --json`, byte for byte, for
+//! the same files and options (the kernel's result does not depend on its thread count).
 
 use samplediff_formats::TensorFile;
-use samplediff_metrics::{CompareOptions, CompareReport, compare_files, parse_pair};
+use samplediff_metrics::{CompareOptions, CompareReport, Engine, compare_files, parse_pair};
 use serde::Deserialize;
-
-use crate::backend::cpu;
 
 /// The knobs of `samplediff compare`, as a JavaScript object (every field optional):
 /// `{ atol, rtol, relFloor, topK, pairs: ["nameA=nameB", ...] }`.
@@ -42,7 +41,7 @@ impl Options {
 /// Compare every tensor of `a` with its partner in the reference `b`.
 pub fn compare(a: &TensorFile, b: &TensorFile, options: &Options) -> Result<CompareReport, String> {
     let (opts, pairs) = options.core()?;
-    compare_files(a, b, &pairs, &cpu(), &opts).map_err(|e| e.to_string())
+    compare_files(a, b, &pairs, &Engine::host(), &opts).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -58,7 +57,7 @@ mod tests {
     fn report_is_the_cores_own() {
         let (a, b) = (file(&[1.0, 2.0, 3.5]), file(&[1.0, 2.5, 3.0]));
         let ours = compare(&a, &b, &Options::default()).unwrap().to_json();
-        let core = compare_files(&a, &b, &[], &cpu(), &CompareOptions::default()).unwrap().to_json();
+        let core = compare_files(&a, &b, &[], &Engine::host(), &CompareOptions::default()).unwrap().to_json();
         assert_eq!(ours, core);
         assert!(ours.contains("\"verdict\": \"mismatch\""), "{ours}");
     }

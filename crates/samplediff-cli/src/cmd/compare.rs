@@ -13,6 +13,7 @@ use samplediff_metrics::render::{RenderOptions, render};
 use samplediff_metrics::{CompareOptions, CompareReport, Status, Verdict, compare_files, maps, parse_pair};
 
 use crate::backend::Backend;
+use crate::progress;
 
 pub mod heatmap;
 
@@ -59,7 +60,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let opts = CompareOptions { atol: args.atol, rtol: args.rtol, rel_floor: args.rel_floor, top_k: args.top_k };
     let device = args.backend.device();
-    let report = on_device(args.backend, || compare_files(&a, &b, &pairs, &device, &opts).map_err(|e| anyhow!(e)))?;
+    let (engine, bar) = progress::attach(args.backend.engine(), &a, &b);
+    let report = on_device(args.backend, || compare_files(&a, &b, &pairs, &engine, &opts).map_err(|e| anyhow!(e)));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
 
     if let Some(path) = &args.heatmap {
         write_heatmap(path, &report, &a, &b, &device, args.backend)?;

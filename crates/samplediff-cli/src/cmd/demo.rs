@@ -63,8 +63,8 @@ fn intro() {
 
 /// Stage 1: compare A with B and print the report.
 fn compare_stage(state: &mut DemoState, args: &Args) -> anyhow::Result<()> {
-    let device = args.backend.device();
-    let report = compare_files(&state.a, &state.b, &[], &device, &CompareOptions::default()).map_err(|e| anyhow!(e))?;
+    let (device, engine) = (args.backend.device(), args.backend.engine());
+    let report = compare_files(&state.a, &state.b, &[], &engine, &CompareOptions::default()).map_err(|e| anyhow!(e))?;
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -16,7 +16,7 @@ use samplediff_chain::model_sampling::ModelSampling;
 use samplediff_chain::sampler::Sampler;
 use samplediff_formats::{RawTensor, TensorFile};
 use samplediff_metrics::render::{RenderOptions, render};
-use samplediff_metrics::{CompareOptions, compare_files};
+use samplediff_metrics::{CompareOptions, Engine, compare_files};
 use samplediff_trace::analysis::SideAnalysis;
 use samplediff_trace::diff::{Parting, diff_with};
 use samplediff_trace::drive::{Answers, drive};
@@ -84,7 +84,7 @@ pub fn run() -> anyhow::Result<()> {
 
     println!();
     println!("-- compare: service latent_out (A) vs ComfyUI latent_out (B) --");
-    let report = compare_files(&only_output(&service)?, &only_output(&comfy)?, &[], &device, &CompareOptions::default())
+    let report = compare_files(&only_output(&service)?, &only_output(&comfy)?, &[], &Engine::host(), &CompareOptions::default())
         .map_err(|e| anyhow!(e))?;
     let ro = RenderOptions { label_a: "service latent_out".into(), label_b: "ComfyUI latent_out".into(), max_details: 1 };
     print!("{}", render(&report, &ro));

@@ -1,0 +1,94 @@
+//! The decade histogram of |a-b| in the same pass as everything else.
+//!
+//! The main pass already counts every non-zero error by its top 16 bits (11 exponent bits, 5
+//! mantissa bits; see [`super::select::FirstPass`]). A binade [2^e, 2^(e+1)) holds at most one
+//! power of ten, so the count of errors below 10^k is the count of the buckets below the one
+//! holding 10^k plus, inside that one bucket, the errors below 10^k: only elements landing in
+//! such a bucket are compared here. Subnormal errors (one binade holding sixteen powers of
+//! ten) are counted per decade directly.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use super::select::{FirstPass, key16};
+use crate::quantiles::{decade, pow10};
+
+const BINADES: usize = 2048;
+
+/// Per binade (biased exponent): the power of ten inside it and its 16-bit key (+inf and an
+/// impossible key where there is none).
+fn powers_of_ten() -> &'static [(f64, u64); BINADES] {
+    static TABLE: OnceLock<[(f64, u64); BINADES]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [(f64::INFINITY, u64::MAX); BINADES];
+        for k in -307..=308 {
+            let p = pow10(k);
+            t[(p.to_bits() >> 52) as usize] = (p, key16(p));
+        }
+        t
+    })
+}
+
+/// The errors that share a bucket with a power of ten and lie below it, and the subnormals.
+#[derive(Clone, Debug)]
+pub(crate) struct Decades {
+    below_power: Vec<u64>,
+    subnormal: BTreeMap<i32, u64>,
+    p10: &'static [(f64, u64); BINADES],
+}
+
+impl Default for Decades {
+    fn default() -> Self {
+        Self { below_power: vec![0; BINADES], subnormal: BTreeMap::new(), p10: powers_of_ten() }
+    }
+}
+
+impl Decades {
+    /// One error `d > 0`.
+    #[inline(always)]
+    pub fn add(&mut self, d: f64) {
+        let e = (d.to_bits() >> 52) as usize & (BINADES - 1);
+        let (p, key) = self.p10[e];
+        if key16(d) == key {
+            self.below_power[e] += (d < p) as u64;
+        } else if e == 0 {
+            *self.subnormal.entry(decade(d)).or_default() += 1;
+        }
+    }
+
+    pub fn merge(&mut self, o: &Decades) {
+        self.below_power.iter_mut().zip(&o.below_power).for_each(|(x, y)| *x += y);
+        for (k, c) in &o.subnormal {
+            *self.subnormal.entry(*k).or_default() += c;
+        }
+    }
+
+    /// How many non-zero errors are below 10^k; `first` holds the same errors' bucket counts.
+    pub fn count_below(&self, k: i32, first: &FirstPass) -> u64 {
+        let p = pow10(k);
+        let e = (p.to_bits() >> 52) as usize;
+        if e == 0 || p == 0.0 {
+            return self.subnormal.range(..k).map(|(_, c)| c).sum();
+        }
+        first.count_keys_below(key16(p)) + self.below_power[e]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_below_powers_of_ten_exactly() {
+        let values = [1e-3, 9.999e-4, 1.0001e-3, 0.5, 1.0, 0.999_999, 10.0, 5e-320, 2e-310];
+        let (mut d, mut f) = (Decades::default(), FirstPass::default());
+        values.iter().for_each(|&v| {
+            d.add(v);
+            f.add(v);
+        });
+        for k in [-322, -309, -4, -3, 0, 1, 2] {
+            let want = values.iter().filter(|&&v| v < pow10(k)).count() as u64;
+            assert_eq!(d.count_below(k, &f), want, "10^{k}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Stored elements to f64, one small block at a time.
+//!
+//! The kernel never materialises a float copy of a tensor: each block of at most
+//! [`BLOCK`] elements is decoded from the file bytes into a buffer that stays in L1, used, and
+//! overwritten by the next. Decoding is exact for every float type (f64 holds all of them), so
+//! the metrics equal those of the reference path, which uploads the same f64 values.
+
+use samplediff_formats::DType;
+
+use crate::ulp::ordinal;
+
+/// Elements per decode block: 8 KiB of f64 per side.
+pub(crate) const BLOCK: usize = 1024;
+
+/// Decode `out.len()` elements of `dtype` from `bytes` (exactly `out.len() * size` bytes).
+pub(crate) fn decode(dtype: DType, bytes: &[u8], out: &mut [f64]) {
+    match dtype {
+        DType::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64;
+            }
+        }
+        DType::F64 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                *o = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+            }
+        }
+        // bf16 is the top half of an f32: a shift, no table.
+        DType::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) as f64;
+            }
+        }
+        DType::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f64();
+            }
+        }
+        other => {
+            let size = other.size();
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(size)) {
+                *o = other.decode(c);
+            }
+        }
+    }
+}
+
+/// Call `f(d)` with the ULP distance of every pair of the block where both sides are finite
+/// (same float dtype on both sides; see [`crate::ulp`]).
+#[inline]
+pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], mut f: impl FnMut(u64)) {
+    match dtype {
+        // The common case without the per-element dtype dispatch of `ordinal`.
+        DType::F32 => {
+            for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+                let (x, y) = (u32::from_le_bytes([x[0], x[1], x[2], x[3]]), u32::from_le_bytes([y[0], y[1], y[2], y[3]]));
+                if let (Some(x), Some(y)) = (ordinal_f32(x), ordinal_f32(y)) {
+                    f(x.abs_diff(y));
+                }
+            }
+        }
+        other => {
+            let size = other.size();
+            for (x, y) in a.chunks_exact(size).zip(b.chunks_exact(size)) {
+                if let (Some(x), Some(y)) = (ordinal(other, x), ordinal(other, y)) {
+                    f(x.abs_diff(y));
+                }
+            }
+        }
+    }
+}
+
+/// [`ordinal`] for f32 bits.
+#[inline(always)]
+fn ordinal_f32(bits: u32) -> Option<i64> {
+    if (bits >> 23) & 0xFF == 0xFF {
+        return None;
+    }
+    let mag = (bits & 0x7FFF_FFFF) as i64;
+    Some(if bits >> 31 == 1 { -mag } else { mag })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_ordinal_agrees_with_the_generic_one() {
+        for bits in [0u32, 1, 0x3F80_0000, 0xBF80_0000, 0x8000_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFFC0_0000, 0x8000_0001] {
+            assert_eq!(ordinal_f32(bits), ordinal(DType::F32, &bits.to_le_bytes()), "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn every_dtype_decodes_like_the_formats_crate() {
+        for dtype in [DType::F32, DType::F64, DType::BF16, DType::F16, DType::F8_E4M3, DType::I64, DType::BOOL] {
+            let bytes: Vec<u8> = (0..dtype.size() * 7).map(|i| (i * 37 % 251) as u8).collect();
+            let mut out = [0.0; 7];
+            decode(dtype, &bytes, &mut out);
+            for (i, c) in bytes.chunks_exact(dtype.size()).enumerate() {
+                let want = dtype.decode(c);
+                assert!(out[i] == want || (out[i].is_nan() && want.is_nan()), "{dtype:?} {i}");
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The fused host kernel: every metric of `compare` from one read of both tensors' bytes, on
+//! all CPU cores, in bounded memory (issue 8).
+//!
+//! The device path ([`crate::compare_tensors_in`]) is written with burn tensor ops and makes
+//! a pass over memory per reduction, plus a sort; that is the right shape for a GPU and the
+//! reference for this kernel. Here the tensors are cut into fixed chunks; each chunk is decoded
+//! block by block straight from the file bytes (f16/bf16/fp8 included, no float copy of the
+//! tensor) and every sum, count, extreme, per-channel/per-frame moment, worst element and
+//! histogram is updated from the block while it sits in L1.
+//!
+//! Two things cannot be had exactly from one read in bounded memory: order statistics
+//! (percentiles, the ULP median) and the floored relative error under the default floor
+//! (1e-3 RMS(b), known only at the end). The main pass counts the bits of every error, so a
+//! second pass only has to pick out the few values around the wanted ranks ([`select`]) and
+//! to sum the floored ratios; it is skipped when nothing is left to resolve.
+//!
+//! Results merge in chunk order, so the report is byte-identical for any thread count.
+
+mod decades;
+mod decode;
+mod select;
+mod workers;
+
+use std::sync::Arc;
+
+use samplediff_formats::RawTensor;
+
+use crate::compare::{Begin, begin, unravel};
+use crate::moments::{Floored, Moments, Tol, abs_diff};
+use crate::options::CompareOptions;
+use crate::quantiles::{decade_histogram, percentiles, quantile_positions};
+use crate::report::{TensorReport, WorstElement};
+use crate::{Result, hints};
+use decades::Decades;
+use decode::{BLOCK, decode, ulp_distances};
+use select::{FirstPass, PassOut, Request, Selection};
+pub use workers::available_threads;
+
+/// Elements per chunk, the unit of work and of merge order (fixed: the thread count must not
+/// change the result).
+const CHUNK: usize = 1 << 16;
+
+/// Pairs bigger than this give back each chunk's pages as soon as it is read (see
+/// [`Bytes::release`](samplediff_formats::Bytes::release)); smaller ones are released whole by
+/// [`crate::compare_files`] once compared. Either way memory stays bounded whatever the files' size.
+const RELEASE_EACH_CHUNK_ABOVE: usize = 512 << 20;
+
+/// Called with the number of input bytes (both sides) each finished chunk has read.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How the host kernel runs.
+#[derive(Clone)]
+pub struct Host {
+    /// Worker threads (1 on wasm whatever is asked).
+    pub threads: usize,
+    pub progress: Option<Progress>,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self { threads: available_threads(), progress: None }
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("threads", &self.threads).finish_non_exhaustive()
+    }
+}
+
+/// Bytes a comparison of `a` and `b` reads per pass (for progress bars).
+pub fn pass_bytes(a: &RawTensor, b: &RawTensor) -> u64 {
+    (a.data.len() + b.data.len()) as u64
+}
+
+/// Compare `a` against the reference `b` with the fused kernel. Same report as the device path
+/// on the CPU backend (sums agree to float64 rounding; everything else exactly).
+pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions, host: &Host) -> Result<TensorReport> {
+    let (mut r, tol) = match begin(a, b, opts)? {
+        Begin::Done(r) => return Ok(r),
+        Begin::Measure(r, tol) => (r, tol),
+    };
+    let k = Kernel::new(a, b, tol, opts, host);
+    let (parts, locals) = workers::run(k.chunks(), host.threads, Local::default, |l, c| k.main_pass(l, c));
+    let total = Total::merge(&k, parts, locals);
+    let mut global = total.global;
+    let n = global.c.finite;
+
+    // Resolve what the main pass could not: the floored error under the default floor and the
+    // exact order statistics.
+    let floor = opts.rel_floor.unwrap_or_else(|| if n > 0 { global.default_floor() } else { 0.0 });
+    let positions = if n > 0 { quantile_positions(n) } else { vec![] };
+    let error_ranks: Vec<u64> = positions.iter().flat_map(|&(lo, hi, _)| [lo, hi]).collect();
+    let mut errors = Selection::new(&error_ranks, &total.errors);
+    let ulp_ranks: Vec<u64> = match total.ulp_n {
+        0 => vec![],
+        m if m % 2 == 1 => vec![m / 2],
+        m => vec![m / 2 - 1, m / 2],
+    };
+    let mut ulps = Selection::new(&ulp_ranks, &total.ulps);
+    let mut floored = (opts.rel_floor.is_none() && n > 0).then_some(floor);
+    loop {
+        let (ra, ru) = (errors.request(), ulps.request());
+        if ra.is_none() && ru.is_none() && floored.is_none() {
+            break;
+        }
+        let empty = Request::default();
+        let (req_a, req_u) = (ra.as_ref().unwrap_or(&empty), ru.as_ref().unwrap_or(&empty));
+        let (parts, outs) = workers::run(
+            k.chunks(),
+            host.threads,
+            || (req_a.out(), req_u.out()),
+            |l, c| k.refine_pass(l, c, req_a, req_u, floored),
+        );
+        if floored.take().is_some() {
+            global.floored = parts.iter().fold(Floored::default(), |mut f, p| {
+                f.merge(p);
+                f
+            });
+        }
+        let (mut out_a, mut out_u) = (req_a.out(), req_u.out());
+        for (oa, ou) in outs {
+            out_a.merge(oa);
+            out_u.merge(ou);
+        }
+        if let Some(req) = &ra {
+            errors.resolve(req, out_a);
+        }
+        if let Some(req) = &ru {
+            ulps.resolve(req, out_u);
+        }
+    }
+
+    global.fill(&mut r, floor);
+    if n > 0 {
+        let values = errors.values().expect("every pass has run");
+        r.percentiles_abs = Some(percentiles(&positions, &values));
+        r.histogram = Some(decade_histogram(n, total.errors.zero, global.min_nonzero_ad, global.max_ad, |edges| {
+            Ok(edges.iter().map(|&e| total.errors.zero + total.decades.count_below(e, &total.errors)).collect())
+        })?);
+        r.worst = total.worst.into_iter().map(|w| w.element(&a.shape)).collect();
+    }
+    if let Some(channels) = total.channels {
+        let per = k.numel as u64 / channels.len() as u64;
+        r.per_channel = channels.iter().enumerate().map(|(i, m)| m.channel(i, per)).collect();
+    }
+    if let Some(frames) = total.frames {
+        let per = k.numel as u64 / frames.len() as u64;
+        r.per_frame = frames.iter().enumerate().map(|(i, m)| m.frame(i, per)).collect();
+    }
+    if total.ulp_n > 0 {
+        let v = ulps.values().expect("every pass has run");
+        r.ulp_max = Some(total.ulp_max);
+        r.ulp_median = Some(if v.len() == 1 { v[0] } else { (v[0] + v[1]) / 2.0 });
+    }
+    r.hints = hints::hints(&r);
+    Ok(r)
+}
+
+/// Where per-slice statistics cut the flat index space: channels are axis 1 of a 4-D/5-D
+/// tensor, frames axis 2 of a 5-D one; a run is a stretch of one channel and one frame.
+#[derive(Clone, Copy, Debug)]
+struct Slicing {
+    run: usize,
+    /// (elements per channel step, channels)
+    channels: Option<(usize, usize)>,
+    /// (elements per frame step, frames)
+    frames: Option<(usize, usize)>,
+}
+
+impl Slicing {
+    fn of(shape: &[usize]) -> Self {
+        let inner = |from: usize| shape[from..].iter().product::<usize>();
+        match shape.len() {
+            4 => Self { run: inner(2), channels: Some((inner(2), shape[1])), frames: None },
+            5 => Self { run: inner(3), channels: Some((inner(2), shape[1])), frames: Some((inner(3), shape[2])) },
+            _ => Self { run: usize::MAX, channels: None, frames: None },
+        }
+    }
+
+    /// Elements from `i` to the end of its run.
+    fn run_left(&self, i: usize) -> usize {
+        if self.run == usize::MAX { usize::MAX } else { self.run - i % self.run }
+    }
+}
+
+/// One comparison's fixed inputs.
+struct Kernel<'a> {
+    a: &'a RawTensor,
+    b: &'a RawTensor,
+    numel: usize,
+    tol: Tol,
+    /// The floor, when given (then the main pass sums the floored errors too).
+    floor: Option<f64>,
+    top_k: usize,
+    slicing: Slicing,
+    /// ULP distances are defined (same float dtype on both sides).
+    ulp: bool,
+    progress: Option<Progress>,
+    release_chunks: bool,
+}
+
+/// One chunk's share of the main pass, merged in chunk order.
+#[derive(Default)]
+struct Part {
+    global: Moments,
+    /// (channel, moments) and (frame, moments) of the runs in this chunk, in order.
+    channels: Vec<(usize, Moments)>,
+    frames: Vec<(usize, Moments)>,
+    worst: Worst,
+    ulp_max: u64,
+    ulp_n: u64,
+}
+
+/// A worker's counts over all its chunks (integers: merge order does not matter).
+#[derive(Default)]
+struct Local {
+    errors: FirstPass,
+    ulps: FirstPass,
+    decades: Decades,
+}
+
+impl<'a> Kernel<'a> {
+    fn new(a: &'a RawTensor, b: &'a RawTensor, tol: Tol, opts: &CompareOptions, host: &Host) -> Self {
+        Self {
+            a,
+            b,
+            numel: a.numel(),
+            tol,
+            floor: opts.rel_floor,
+            top_k: opts.top_k,
+            slicing: Slicing::of(&a.shape),
+            ulp: a.dtype == b.dtype && a.dtype.is_float(),
+            progress: host.progress.clone(),
+            release_chunks: a.data.len() + b.data.len() > RELEASE_EACH_CHUNK_ABOVE,
+        }
+    }
+
+    fn chunks(&self) -> usize {
+        self.numel.div_ceil(CHUNK)
+    }
+
+    /// Decode the blocks of chunk `c` in order and hand each (start, len, a, b) to `f`; blocks
+    /// never straddle a run.
+    fn blocks(&self, c: usize, mut f: impl FnMut(usize, &[f64], &[f64], &[u8], &[u8])) {
+        let (sa, sb) = (self.a.dtype.size(), self.b.dtype.size());
+        let (mut fa, mut fb) = ([0.0; BLOCK], [0.0; BLOCK]);
+        let end = ((c + 1) * CHUNK).min(self.numel);
+        let mut i = c * CHUNK;
+        while i < end {
+            let len = BLOCK.min(end - i).min(self.slicing.run_left(i));
+            let (ba, bb) = (&self.a.data[i * sa..(i + len) * sa], &self.b.data[i * sb..(i + len) * sb]);
+            decode(self.a.dtype, ba, &mut fa[..len]);
+            decode(self.b.dtype, bb, &mut fb[..len]);
+            f(i, &fa[..len], &fb[..len], ba, bb);
+            i += len;
+        }
+        let start = c * CHUNK;
+        if self.release_chunks {
+            self.a.data.slice(start * sa..end * sa).release();
+            self.b.data.slice(start * sb..end * sb).release();
+        }
+        if let Some(p) = &self.progress {
+            p(((end - start) * (sa + sb)) as u64);
+        }
+    }
+
+    /// The main pass over chunk `c`.
+    fn main_pass(&self, l: &mut Local, c: usize) -> Part {
+        let mut part = Part::default();
+        self.blocks(c, |i, fa, fb, ba, bb| {
+            let m = Moments::of(fa, fb, self.tol, self.floor);
+            part.global.merge(&m);
+            if let Some((step, n)) = self.slicing.channels {
+                merge_into(&mut part.channels, (i / step) % n, &m);
+            }
+            if let Some((step, n)) = self.slicing.frames {
+                merge_into(&mut part.frames, (i / step) % n, &m);
+            }
+            for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
+                if let Some(d) = abs_diff(x, y) {
+                    l.errors.add(d);
+                    if d > 0.0 {
+                        l.decades.add(d);
+                    }
+                    part.worst.offer(d, i + j, x, y, self.top_k);
+                }
+            }
+            if self.ulp {
+                ulp_distances(self.a.dtype, ba, bb, |d| {
+                    l.ulps.add(d as f64);
+                    part.ulp_max = part.ulp_max.max(d);
+                    part.ulp_n += 1;
+                });
+            }
+        });
+        part
+    }
+
+    /// A later pass over chunk `c`: values for the order statistics, and the floored errors
+    /// when `floor` is given.
+    fn refine_pass(
+        &self,
+        (out_a, out_u): &mut (PassOut, PassOut),
+        c: usize,
+        req_a: &Request,
+        req_u: &Request,
+        floor: Option<f64>,
+    ) -> Floored {
+        let mut floored = Floored::default();
+        let wants_errors = !(req_a.collect.is_empty() && req_a.refine.is_empty());
+        let wants_ulps = self.ulp && !(req_u.collect.is_empty() && req_u.refine.is_empty());
+        self.blocks(c, |_, fa, fb, ba, bb| {
+            let mut block = Floored::default();
+            for (&x, &y) in fa.iter().zip(fb) {
+                if let Some(d) = abs_diff(x, y) {
+                    if wants_errors {
+                        req_a.offer(d, out_a);
+                    }
+                    if let Some(floor) = floor {
+                        block.add(d, y.abs(), floor);
+                    }
+                }
+            }
+            floored.merge(&block);
+            if wants_ulps {
+                ulp_distances(self.a.dtype, ba, bb, |d| req_u.offer(d as f64, out_u));
+            }
+        });
+        floored
+    }
+}
+
+/// Merge a run's moments into the last entry when it is the same slice, else start one.
+fn merge_into(list: &mut Vec<(usize, Moments)>, slice: usize, m: &Moments) {
+    match list.last_mut() {
+        Some((s, acc)) if *s == slice => acc.merge(m),
+        _ => list.push((slice, *m)),
+    }
+}
+
+/// The main pass merged over all chunks.
+struct Total {
+    global: Moments,
+    channels: Option<Vec<Moments>>,
+    frames: Option<Vec<Moments>>,
+    worst: Vec<Candidate>,
+    errors: FirstPass,
+    ulps: FirstPass,
+    decades: Decades,
+    ulp_max: u64,
+    ulp_n: u64,
+}
+
+impl Total {
+    fn merge(k: &Kernel, parts: Vec<Part>, locals: Vec<Local>) -> Self {
+        let mut t = Total {
+            global: Moments::default(),
+            channels: k.slicing.channels.map(|(_, n)| vec![Moments::default(); n]),
+            frames: k.slicing.frames.map(|(_, n)| vec![Moments::default(); n]),
+            worst: vec![],
+            errors: FirstPass::default(),
+            ulps: FirstPass::default(),
+            decades: Decades::default(),
+            ulp_max: 0,
+            ulp_n: 0,
+        };
+        let mut worst = Worst::default();
+        for p in parts {
+            t.global.merge(&p.global);
+            for (list, acc) in [(&p.channels, &mut t.channels), (&p.frames, &mut t.frames)] {
+                if let Some(acc) = acc {
+                    list.iter().for_each(|(s, m)| acc[*s].merge(m));
+                }
+            }
+            p.worst.0.into_iter().for_each(|w| worst.offer(w.d, w.index, w.a, w.b, k.top_k));
+            t.ulp_max = t.ulp_max.max(p.ulp_max);
+            t.ulp_n += p.ulp_n;
+        }
+        t.worst = worst.0;
+        for l in locals {
+            t.errors.merge(&l.errors);
+            t.ulps.merge(&l.ulps);
+            t.decades.merge(&l.decades);
+        }
+        t
+    }
+}
+
+/// One of the largest errors.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    d: f64,
+    index: usize,
+    a: f64,
+    b: f64,
+}
+
+impl Candidate {
+    fn element(self, shape: &[usize]) -> WorstElement {
+        WorstElement { index: unravel(self.index, shape), a: self.a, b: self.b, abs: (self.a - self.b).abs() }
+    }
+}
+
+/// The k largest errors seen, largest first, ties by index (the reference's order).
+#[derive(Default)]
+struct Worst(Vec<Candidate>);
+
+impl Worst {
+    #[inline(always)]
+    fn offer(&mut self, d: f64, index: usize, a: f64, b: f64, k: usize) {
+        if k == 0 || (self.0.len() == k && !ranks_above(d, index, self.0[k - 1])) {
+            return;
+        }
+        let at = self.0.partition_point(|w| ranks_above(w.d, w.index, Candidate { d, index, a, b }));
+        self.0.insert(at, Candidate { d, index, a, b });
+        self.0.truncate(k);
+    }
+}
+
+/// Does error `d` at `index` rank above `w`?
+#[inline(always)]
+fn ranks_above(d: f64, index: usize, w: Candidate) -> bool {
+    d > w.d || (d == w.d && index < w.index)
+}

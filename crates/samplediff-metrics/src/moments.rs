@@ -1,0 +1,451 @@
+//! Sufficient statistics of a set of element pairs, and the report fields they give.
+//!
+//! Both paths fill the report through here: the device path builds [`Moments`] from its
+//! reductions, the fused host path from runs of decoded elements.
+//!
+//! A run is at most one decode block (kept in L1), so its statistics take two sweeps over the
+//! block (sums, then moments about the block's own means) but one read of memory. Runs merge
+//! with Chan et al.'s pairwise update, so centred second moments never suffer the cancellation
+//! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
+//! result independent of the number of threads.
+
+use crate::report::{ChannelStats, FrameStats, TensorReport};
+
+/// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tol {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+/// Integer counts (exact, so their merge order does not matter).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Counts {
+    pub numel: u64,
+    /// Both sides finite: the population of every value metric.
+    pub finite: u64,
+    pub nan_a: u64,
+    pub nan_b: u64,
+    pub inf_a: u64,
+    pub inf_b: u64,
+    pub nan_xor: u64,
+    pub inf_mismatch: u64,
+    pub close: u64,
+    /// Finite pairs with b == 0 (left out of the plain relative error).
+    pub b_zero: u64,
+}
+
+/// Everything the report needs from a set of pairs except order statistics.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Moments {
+    pub c: Counts,
+    pub sum_ad: f64,
+    pub sum_ad2: f64,
+    /// Largest |a-b| over finite pairs (-inf when there is none).
+    pub max_ad: f64,
+    /// Smallest non-zero |a-b| (+inf when there is none): the histogram's first decade.
+    pub min_nonzero_ad: f64,
+    pub sum_rel: f64,
+    pub max_rel: f64,
+    pub sum_a: f64,
+    pub sum_b: f64,
+    pub sum_a2: f64,
+    pub sum_b2: f64,
+    pub sum_ab: f64,
+    /// Means and centred (co-)moments over the finite pairs.
+    pub mean_a: f64,
+    pub mean_b: f64,
+    pub m2a: f64,
+    pub m2b: f64,
+    pub cab: f64,
+    /// |a-b| / max(|b|, floor) summed and maximised, when the floor is known.
+    pub floored: Floored,
+}
+
+/// The floored relative error's sums (over pairs with max(|b|, floor) > 0).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Floored {
+    pub n: u64,
+    pub sum: f64,
+    pub max: f64,
+}
+
+impl Default for Floored {
+    fn default() -> Self {
+        Self { n: 0, sum: 0.0, max: f64::NEG_INFINITY }
+    }
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Self {
+            c: Counts::default(),
+            sum_ad: 0.0,
+            sum_ad2: 0.0,
+            max_ad: f64::NEG_INFINITY,
+            min_nonzero_ad: f64::INFINITY,
+            sum_rel: 0.0,
+            max_rel: f64::NEG_INFINITY,
+            sum_a: 0.0,
+            sum_b: 0.0,
+            sum_a2: 0.0,
+            sum_b2: 0.0,
+            sum_ab: 0.0,
+            mean_a: 0.0,
+            mean_b: 0.0,
+            m2a: 0.0,
+            m2b: 0.0,
+            cab: 0.0,
+            floored: Floored::default(),
+        }
+    }
+}
+
+/// |a-b| of a pair when both are finite (the value metrics' population), else `None`.
+#[inline(always)]
+pub(crate) fn abs_diff(x: f64, y: f64) -> Option<f64> {
+    (x.is_finite() && y.is_finite()).then(|| (x - y).abs())
+}
+
+impl Moments {
+    /// The statistics of one run (`a`, `b` decoded, equal lengths). `floor`: the floored
+    /// relative error's floor when already known.
+    pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+        match floor {
+            Some(floor) => Self::of_lanes::<true>(a, b, tol, floor),
+            None => Self::of_lanes::<false>(a, b, tol, 0.0),
+        }
+    }
+
+    /// [`Moments::of`] with LANES independent accumulators, element i in lane i % LANES:
+    /// branch-free and without the serial dependency of one running sum, so the compiler can
+    /// keep it in vector registers. Lanes combine in a fixed order (deterministic).
+    #[inline(always)]
+    fn of_lanes<const FLOOR: bool>(a: &[f64], b: &[f64], tol: Tol, floor: f64) -> Self {
+        let mut acc = Lanes::default();
+        let whole = a.len() / LANES * LANES;
+        for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc.add::<FLOOR>(l, ca[l], cb[l], tol, floor);
+            }
+        }
+        for (l, (&x, &y)) in a[whole..].iter().zip(&b[whole..]).enumerate() {
+            acc.add::<FLOOR>(l, x, y, tol, floor);
+        }
+        let mut m = acc.fold(a.len() as u64);
+        let n = m.c.finite;
+        if n > 0 {
+            // Second sweep over the block (in cache): moments about the block's means.
+            let (ma, mb) = (m.sum_a / n as f64, m.sum_b / n as f64);
+            let (mut saa, mut sbb, mut sab) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+            let mut sweep = |l: usize, x: f64, y: f64| {
+                let fin = x.is_finite() & y.is_finite();
+                let (dx, dy) = (if fin { x - ma } else { 0.0 }, if fin { y - mb } else { 0.0 });
+                saa[l] += dx * dx;
+                sbb[l] += dy * dy;
+                sab[l] += dx * dy;
+            };
+            for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
+                for l in 0..LANES {
+                    sweep(l, ca[l], cb[l]);
+                }
+            }
+            for (l, (&x, &y)) in a[whole..].iter().zip(&b[whole..]).enumerate() {
+                sweep(l, x, y);
+            }
+            (m.mean_a, m.mean_b, m.m2a, m.m2b, m.cab) = (ma, mb, fold(saa), fold(sbb), fold(sab));
+        }
+        m
+    }
+
+    /// Fold `o` (the pairs that follow) into `self`.
+    pub fn merge(&mut self, o: &Moments) {
+        let (n1, n2) = (self.c.finite as f64, o.c.finite as f64);
+        if o.c.finite > 0 {
+            if self.c.finite == 0 {
+                (self.mean_a, self.mean_b, self.m2a, self.m2b, self.cab) = (o.mean_a, o.mean_b, o.m2a, o.m2b, o.cab);
+            } else {
+                // Chan, Golub & LeVeque: pairwise update of means and centred (co-)moments.
+                let n = n1 + n2;
+                let (da, db) = (o.mean_a - self.mean_a, o.mean_b - self.mean_b);
+                let w = n1 * n2 / n;
+                self.mean_a += da * (n2 / n);
+                self.mean_b += db * (n2 / n);
+                self.m2a += o.m2a + da * da * w;
+                self.m2b += o.m2b + db * db * w;
+                self.cab += o.cab + da * db * w;
+            }
+        }
+        let (c, d) = (&mut self.c, &o.c);
+        c.numel += d.numel;
+        c.finite += d.finite;
+        c.nan_a += d.nan_a;
+        c.nan_b += d.nan_b;
+        c.inf_a += d.inf_a;
+        c.inf_b += d.inf_b;
+        c.nan_xor += d.nan_xor;
+        c.inf_mismatch += d.inf_mismatch;
+        c.close += d.close;
+        c.b_zero += d.b_zero;
+        self.sum_ad += o.sum_ad;
+        self.sum_ad2 += o.sum_ad2;
+        self.max_ad = self.max_ad.max(o.max_ad);
+        self.min_nonzero_ad = self.min_nonzero_ad.min(o.min_nonzero_ad);
+        self.sum_rel += o.sum_rel;
+        self.max_rel = self.max_rel.max(o.max_rel);
+        self.sum_a += o.sum_a;
+        self.sum_b += o.sum_b;
+        self.sum_a2 += o.sum_a2;
+        self.sum_b2 += o.sum_b2;
+        self.sum_ab += o.sum_ab;
+        self.floored.merge(&o.floored);
+    }
+}
+
+impl Floored {
+    /// One finite pair: |a-b| = `d`, |b| = `ay`.
+    #[inline(always)]
+    pub fn add(&mut self, d: f64, ay: f64, floor: f64) {
+        let den = ay.max(floor);
+        if den > 0.0 {
+            let r = d / den;
+            self.n += 1;
+            self.sum += r;
+            self.max = self.max.max(r);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Floored) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.max = self.max.max(o.max);
+    }
+}
+
+impl Moments {
+    /// The whole-tensor metrics of the report (`floor`: the floored relative error's floor).
+    pub fn fill(&self, r: &mut TensorReport, floor: f64) {
+        let c = &self.c;
+        r.finite_pairs = Some(c.finite);
+        (r.nan_a, r.nan_b, r.inf_a, r.inf_b) = (Some(c.nan_a), Some(c.nan_b), Some(c.inf_a), Some(c.inf_b));
+        r.nan_position_mismatch = Some(c.nan_xor);
+        r.inf_mismatch = Some(c.inf_mismatch);
+        r.mismatched = Some(c.numel - c.close);
+        r.values_match = c.close == c.numel;
+        r.rel_zero_b = Some(c.b_zero);
+        if c.finite == 0 {
+            return;
+        }
+        let nf = c.finite as f64;
+        r.max_abs = Some(self.max_ad);
+        r.mean_abs = Some(self.sum_ad / nf);
+        r.rmse = Some((self.sum_ad2 / nf).sqrt());
+        r.rms_a = Some((self.sum_a2 / nf).sqrt());
+        r.rms_b = Some((self.sum_b2 / nf).sqrt());
+        let rel_n = c.finite - c.b_zero;
+        if rel_n > 0 {
+            r.max_rel = Some(self.max_rel);
+            r.mean_rel = Some(self.sum_rel / rel_n as f64);
+        }
+        r.cosine = ratio(self.sum_ab, (self.sum_a2 * self.sum_b2).sqrt());
+        r.snr_db = (self.sum_ad2 > 0.0 && self.sum_b2 > 0.0).then(|| 10.0 * (self.sum_b2 / self.sum_ad2).log10());
+        r.pearson = ratio(self.cab, (self.m2a * self.m2b).sqrt());
+        r.rel_floor = Some(floor);
+        if self.floored.n > 0 {
+            r.max_rel_floored = Some(self.floored.max);
+            r.mean_rel_floored = Some(self.floored.sum / self.floored.n as f64);
+        }
+    }
+
+    /// The default floor of the floored relative error: a fraction of RMS(b).
+    pub fn default_floor(&self) -> f64 {
+        crate::options::DEFAULT_REL_FLOOR_FRACTION * (self.sum_b2 / self.c.finite as f64).sqrt()
+    }
+
+    /// Channel `channel` of a 4-D/5-D tensor (`numel` elements), with the affine fit.
+    pub fn channel(&self, channel: usize, numel: u64) -> ChannelStats {
+        let n = self.c.finite as f64;
+        let (max_abs, mean_abs, rmse) = self.errors();
+        let (ma, mb) = if n > 0.0 { (self.sum_a / n, self.sum_b / n) } else { (f64::NAN, f64::NAN) };
+        let (saa, sbb, sab) = (self.m2a, self.m2b, self.cab);
+        let scale = (saa > 0.0).then(|| sab / saa);
+        ChannelStats {
+            channel,
+            numel,
+            mismatched: numel - self.c.close,
+            max_abs,
+            mean_abs,
+            rmse,
+            mean_a: ma,
+            mean_b: mb,
+            std_a: if n > 0.0 { (saa / n).sqrt() } else { f64::NAN },
+            std_b: if n > 0.0 { (sbb / n).sqrt() } else { f64::NAN },
+            scale,
+            shift: scale.map(|k| mb - k * ma),
+            r2: (saa > 0.0 && sbb > 0.0).then(|| sab * sab / (saa * sbb)),
+        }
+    }
+
+    /// Frame `frame` of a 5-D tensor (`numel` elements).
+    pub fn frame(&self, frame: usize, numel: u64) -> FrameStats {
+        let (max_abs, mean_abs, rmse) = self.errors();
+        FrameStats { frame, numel, mismatched: numel - self.c.close, max_abs, mean_abs, rmse }
+    }
+
+    /// max/mean/rms of |a-b| (NaN, i.e. JSON null, without finite pairs).
+    fn errors(&self) -> (f64, f64, f64) {
+        let n = self.c.finite as f64;
+        if n == 0.0 {
+            return (f64::NAN, f64::NAN, f64::NAN);
+        }
+        (self.max_ad, self.sum_ad / n, (self.sum_ad2 / n).sqrt())
+    }
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den > 0.0 && den.is_finite()).then(|| num / den)
+}
+
+/// Independent accumulators of [`Moments::of`].
+const LANES: usize = 4;
+
+/// Sum of the lanes in a fixed order.
+#[inline(always)]
+fn fold(v: [f64; LANES]) -> f64 {
+    (v[0] + v[1]) + (v[2] + v[3])
+}
+
+#[derive(Clone, Copy)]
+struct Lanes {
+    /// nan_a, nan_b, inf_a, inf_b, nan_xor, inf_mismatch, close, finite, b_zero, floored n
+    count: [[u64; LANES]; 10],
+    /// |a-b|, |a-b|^2, rel, a, b, a^2, b^2, ab, floored rel
+    sum: [[f64; LANES]; 9],
+    max_ad: [f64; LANES],
+    min_nonzero: [f64; LANES],
+    max_rel: [f64; LANES],
+    max_floored: [f64; LANES],
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            count: [[0; LANES]; 10],
+            sum: [[0.0; LANES]; 9],
+            max_ad: [f64::NEG_INFINITY; LANES],
+            min_nonzero: [f64::INFINITY; LANES],
+            max_rel: [f64::NEG_INFINITY; LANES],
+            max_floored: [f64::NEG_INFINITY; LANES],
+        }
+    }
+}
+
+impl Lanes {
+    /// One pair in lane `l`: selects instead of branches. Non-finite pairs add zeros to the
+    /// sums (as the reference masks them) and never reach a maximum: every maximum here is
+    /// of non-negative values and is only reported when a pair counted.
+    #[inline(always)]
+    fn add<const FLOOR: bool>(&mut self, l: usize, x: f64, y: f64, tol: Tol, floor: f64) {
+        let (nx, ny, ix, iy) = (x.is_nan(), y.is_nan(), x.is_infinite(), y.is_infinite());
+        let fin = x.is_finite() & y.is_finite();
+        let (xf, yf) = (if fin { x } else { 0.0 }, if fin { y } else { 0.0 });
+        let d = (xf - yf).abs();
+        let ay = yf.abs();
+        let close = (fin & (d <= ay * tol.rtol + tol.atol)) | (nx & ny) | ((ix | iy) & (x == y));
+        let b_zero = fin & (yf == 0.0);
+        let rel_ok = fin & (yf != 0.0);
+        let rel = if rel_ok { d / ay } else { 0.0 };
+        let c = &mut self.count;
+        for (k, v) in [nx, ny, ix, iy, nx ^ ny, (ix | iy) & (x != y), close, fin, b_zero].into_iter().enumerate() {
+            c[k][l] += v as u64;
+        }
+        let s = &mut self.sum;
+        for (k, v) in [d, d * d, rel, xf, yf, xf * xf, yf * yf, xf * yf].into_iter().enumerate() {
+            s[k][l] += v;
+        }
+        // Masked pairs carry 0, which cannot exceed a reported maximum (all are >= 0).
+        self.max_ad[l] = self.max_ad[l].max(d);
+        self.min_nonzero[l] = self.min_nonzero[l].min(if d > 0.0 { d } else { f64::INFINITY });
+        self.max_rel[l] = self.max_rel[l].max(rel);
+        if FLOOR {
+            let den = ay.max(floor);
+            let ok = fin & (den > 0.0);
+            let r = if ok { d / den } else { 0.0 };
+            c[9][l] += ok as u64;
+            s[8][l] += r;
+            self.max_floored[l] = self.max_floored[l].max(r);
+        }
+    }
+
+    fn fold(&self, numel: u64) -> Moments {
+        let n = |k: usize| self.count[k].iter().sum::<u64>();
+        let max = |v: [f64; LANES]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let mut m = Moments::default();
+        m.c = Counts {
+            numel,
+            nan_a: n(0),
+            nan_b: n(1),
+            inf_a: n(2),
+            inf_b: n(3),
+            nan_xor: n(4),
+            inf_mismatch: n(5),
+            close: n(6),
+            finite: n(7),
+            b_zero: n(8),
+        };
+        let s = |k: usize| fold(self.sum[k]);
+        (m.sum_ad, m.sum_ad2, m.sum_rel) = (s(0), s(1), s(2));
+        (m.sum_a, m.sum_b, m.sum_a2, m.sum_b2, m.sum_ab) = (s(3), s(4), s(5), s(6), s(7));
+        m.max_ad = max(self.max_ad);
+        m.min_nonzero_ad = self.min_nonzero.into_iter().fold(f64::INFINITY, f64::min);
+        m.max_rel = max(self.max_rel);
+        m.floored = Floored { n: n(9), sum: s(8), max: max(self.max_floored) };
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOL: Tol = Tol { rtol: 1.3e-6, atol: 1e-5 };
+
+    /// Merging two halves gives what one run over the whole gives (up to rounding).
+    #[test]
+    fn merge_equals_whole() {
+        let a: Vec<f64> = (0..100).map(|i| 1000.0 + (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..100).map(|i| 1000.5 + (i as f64 * 0.41).cos()).collect();
+        let whole = Moments::of(&a, &b, TOL, Some(0.1));
+        let mut left = Moments::of(&a[..37], &b[..37], TOL, Some(0.1));
+        left.merge(&Moments::of(&a[37..], &b[37..], TOL, Some(0.1)));
+        assert_eq!(left.c, whole.c);
+        for (x, y) in [(left.m2a, whole.m2a), (left.m2b, whole.m2b), (left.cab, whole.cab), (left.mean_a, whole.mean_a)] {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+        }
+        assert_eq!(left.max_ad, whole.max_ad);
+        assert_eq!(left.floored.n, 100);
+    }
+
+    #[test]
+    fn non_finite_pairs_are_counted_not_summed() {
+        let a = [f64::NAN, f64::INFINITY, 1.0, f64::NAN, 2.0];
+        let b = [f64::NAN, f64::INFINITY, f64::NAN, 1.0, 0.0];
+        let m = Moments::of(&a, &b, TOL, None);
+        assert_eq!(
+            m.c,
+            Counts {
+                numel: 5,
+                finite: 1,
+                nan_a: 2,
+                nan_b: 2,
+                inf_a: 1,
+                inf_b: 1,
+                nan_xor: 2,
+                inf_mismatch: 0,
+                close: 2,
+                b_zero: 1
+            }
+        );
+        assert_eq!((m.sum_ad, m.max_ad, m.c.finite - m.c.b_zero), (2.0, 2.0, 0));
+    }
+}
