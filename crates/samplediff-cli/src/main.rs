@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod cmd;
+mod progress;
 
 #[derive(Parser)]
 #[command(name = "samplediff", version, about = "Find where two diffusion sampling runs part, and why.")]
@@ -38,6 +39,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Run the same workflows on every backend and print the pairwise difference matrix.
     CheckBackends(cmd::check_backends::Args),
+    /// Time `compare` against reading its inputs, numpy and torch (a benchmark, not a test).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::CheckBackends(a) => cmd::check_backends::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

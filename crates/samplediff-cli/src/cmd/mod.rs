@@ -1,5 +1,6 @@
 //! One module per subcommand; each has `Args` (clap) and `run(Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod check_backends;
 pub mod compare;
 pub mod demo;
