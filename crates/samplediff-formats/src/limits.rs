@@ -28,6 +28,16 @@ pub const MAX_PICKLE_LONG_BYTES: usize = 1024;
 /// (a "billion laughs" pickle shares one list many times over).
 pub const MAX_STRUCTURE_NODES: u64 = 1_000_000;
 
+/// Most bytes of text (strings, keys, numbers as JSON) the structure of a pickle may expand to
+/// when shared references are followed. Without sharing a structure's text is about the size of
+/// its pickle (at most [`MAX_PICKLE_BYTES`]); a small pickle that names one long string a
+/// million times is refused before any of it is written out.
+pub const MAX_STRUCTURE_TEXT: u64 = 128 << 20;
+
+/// Most bytes the names of one file's tensors and metadata entries (`model.layer.0.weight`) may
+/// add up to. Names repeat their parents' keys, so shared deep paths multiply them.
+pub const MAX_NAME_BYTES: usize = 64 << 20;
+
 /// `__structure__` metadata longer than this is replaced by a note that it was omitted.
 pub const MAX_STRUCTURE_JSON: usize = 1 << 20;
 

@@ -9,11 +9,14 @@
 //!
 //! Every walk here is iterative, and a first pass bounds what the later ones may do: it refuses
 //! cycles, nesting past [`MAX_PICKLE_DEPTH`] and graphs whose shared references would expand to
-//! more than [`MAX_STRUCTURE_NODES`] nodes.
+//! more than [`MAX_STRUCTURE_NODES`] nodes or [`MAX_STRUCTURE_TEXT`] bytes of text. Names are
+//! bounded separately ([`MAX_NAME_BYTES`]): a path repeats every key above it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::limits::{MAX_METADATA_JSON, MAX_PICKLE_DEPTH, MAX_STRUCTURE_JSON, MAX_STRUCTURE_NODES};
+use crate::limits::{
+    MAX_METADATA_JSON, MAX_NAME_BYTES, MAX_PICKLE_DEPTH, MAX_STRUCTURE_JSON, MAX_STRUCTURE_NODES, MAX_STRUCTURE_TEXT,
+};
 use crate::pickle::{Global, Id, Obj, Pickle, TensorRef, bigint_to_decimal};
 use crate::{FormatError, Result, bail};
 
@@ -48,6 +51,26 @@ fn child(obj: &Obj, i: usize) -> Id {
     }
 }
 
+/// At least the bytes of JSON [`to_json`] writes for `obj` itself, children not included. The
+/// text bound of [`analyse`] adds these up over the expanded graph; only their scale matters.
+fn own_text(obj: &Obj) -> u64 {
+    let n = match obj {
+        Obj::None | Obj::Bool(_) => 5,
+        Obj::Int(_) => 20,
+        Obj::BigInt(b) => 3 * b.len() + 1,
+        Obj::Float(_) => 24,
+        Obj::Str(s) => json_str_len(s),
+        // `b'...'` of the lossy UTF-8, Rust-escaped, then JSON-escaped: at most 7 bytes a byte.
+        Obj::Bytes(b) => 7 * b.len() + 5,
+        Obj::Global(_) => 48,
+        Obj::Storage(s) => json_str_len(&s.key) + 48,
+        Obj::Tensor(t) => 32 + 22 * t.shape.len(),
+        // Brackets and a separator per child.
+        container => 2 + 2 * child_count(container),
+    };
+    n as u64
+}
+
 /// Facts about every object reachable from a root, from one bounded pass.
 struct Analysis {
     has_tensor: Vec<bool>,
@@ -58,8 +81,8 @@ fn analyse(p: &Pickle, root: Id) -> Result<Analysis> {
     const OPEN: u8 = 1;
     const DONE: u8 = 2;
     let n = p.objs.len();
-    let (mut state, mut height, mut size, mut has_tensor) =
-        (vec![NEW; n], vec![0u16; n], vec![0u64; n], vec![false; n]);
+    let (mut state, mut height, mut size, mut text, mut has_tensor) =
+        (vec![NEW; n], vec![0u16; n], vec![0u64; n], vec![0u64; n], vec![false; n]);
     let mut stack: Vec<(Id, usize)> = vec![(root, 0)];
     state[root as usize] = OPEN;
     while let Some(&mut (id, ref mut next)) = stack.last_mut() {
@@ -85,18 +108,25 @@ fn analyse(p: &Pickle, root: Id) -> Result<Analysis> {
             continue;
         }
         stack.pop();
-        let (mut h, mut s, mut t) = (0u16, 1u64, matches!(obj, Obj::Tensor(_)));
+        let (mut h, mut s, mut x, mut t) = (0u16, 1u64, own_text(obj), matches!(obj, Obj::Tensor(_)));
         for i in 0..child_count(obj) {
             let c = child(obj, i) as usize;
             h = h.max(height[c]);
             s = s.saturating_add(size[c]);
+            x = x.saturating_add(text[c]);
             t |= has_tensor[c];
         }
         let i = id as usize;
-        (height[i], size[i], has_tensor[i], state[i]) = (h + 1, s, t, DONE);
+        (height[i], size[i], text[i], has_tensor[i], state[i]) = (h + 1, s, x, t, DONE);
     }
     if size[root as usize] > MAX_STRUCTURE_NODES {
         bail!("pickle structure expands to more than {MAX_STRUCTURE_NODES} nodes through shared references");
+    }
+    if text[root as usize] > MAX_STRUCTURE_TEXT {
+        bail!(
+            "pickle structure expands to more than {} MiB of text through shared references",
+            MAX_STRUCTURE_TEXT >> 20
+        );
     }
     Ok(Analysis { has_tensor })
 }
@@ -167,8 +197,11 @@ fn is_container(obj: &Obj) -> bool {
 }
 
 /// Follow a selector such as `0.1` or `model.layer.weight` from `root`. Dict keys may contain
-/// dots themselves: the longest key that matches wins.
+/// dots themselves: the longest key that matches wins. The whole graph below `root` must pass the
+/// bounds [`flatten`] checks (no cycles, limited depth, nodes and text).
 pub fn select(p: &Pickle, root: Id, selector: &str) -> Result<Id> {
+    // Reading a dict's keys costs their text each time: bound the graph before any is read.
+    analyse(p, root)?;
     let mut node = root;
     let mut rest = selector;
     let mut walked = String::new();
@@ -235,6 +268,7 @@ pub fn flatten<'p>(p: &'p Pickle, root: Id, root_name: &str) -> Result<Flat<'p>>
     };
 
     let mut work: Vec<(Id, String, bool)> = vec![(root, String::new(), true)];
+    let mut name_bytes = root_name.len();
     while let Some((id, path, is_root)) = work.pop() {
         let obj = p.get(id);
         let label = if is_root { root_name.to_string() } else { path.clone() };
@@ -246,24 +280,36 @@ pub fn flatten<'p>(p: &'p Pickle, root: Id, root_name: &str) -> Result<Flat<'p>>
             _ if is_container(obj) && (is_root || analysis.has_tensor[id as usize]) => {
                 let children = labelled_children(p, obj)?;
                 for (key, c) in children.into_iter().rev() {
-                    work.push((c, join(&path, &key), false));
+                    let name = join(&path, &key);
+                    name_bytes = name_bytes.saturating_add(name.len());
+                    if name_bytes > MAX_NAME_BYTES {
+                        bail!("the names of the pickle's values add up to more than {} MiB", MAX_NAME_BYTES >> 20);
+                    }
+                    work.push((c, name, false));
                 }
             }
             _ => {
                 claim(&label)?;
-                flat.metadata.insert(label, to_json(p, id, MAX_METADATA_JSON)?);
+                flat.metadata.insert(label, write_json(p, id, MAX_METADATA_JSON)?);
             }
         }
     }
-    flat.metadata.insert(STRUCTURE_KEY.to_string(), to_json(p, root, MAX_STRUCTURE_JSON)?);
+    flat.metadata.insert(STRUCTURE_KEY.to_string(), write_json(p, root, MAX_STRUCTURE_JSON)?);
     Ok(flat)
 }
 
 /// JSON for a value, written without recursion. Tensors appear as `{"tensor": "F32[2, 3]"}`;
 /// non-finite floats as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`; integers of any width
 /// as JSON numbers; bytes as a Python-style `"b'...'"` string. Past `limit` bytes the writer
-/// stops and returns a JSON string saying what was omitted.
+/// stops and returns a JSON string saying what was omitted. Graphs [`flatten`] refuses are
+/// refused here too.
 pub fn to_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
+    analyse(p, root)?;
+    write_json(p, root, limit)
+}
+
+/// [`to_json`] of a graph [`analyse`] has already bounded.
+fn write_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
     enum Step {
         Value(Id),
         Text(&'static str),
@@ -273,7 +319,7 @@ pub fn to_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
     let mut work = vec![Step::Value(root)];
     while let Some(step) = work.pop() {
         if out.len() > limit {
-            return Ok(format!("\"(omitted: more than {limit} bytes of JSON)\""));
+            return Ok(omitted(limit));
         }
         let id = match step {
             Step::Text(t) => {
@@ -295,7 +341,10 @@ pub fn to_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
             Obj::Float(f) if f.is_nan() => out.push_str("\"NaN\""),
             Obj::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" }),
             Obj::Float(f) => out.push_str(&format!("{f:?}")),
+            // A long string is measured before it is copied: past the limit it is not written.
+            Obj::Str(s) if out.len() + json_str_len(s) > limit => return Ok(omitted(limit)),
             Obj::Str(s) => push_json_str(&mut out, s),
+            Obj::Bytes(b) if out.len() + b.len() > limit => return Ok(omitted(limit)),
             Obj::Bytes(b) => push_json_str(&mut out, &format!("b{:?}", String::from_utf8_lossy(b))),
             Obj::Global(g) => push_json_str(&mut out, &global_text(g)),
             Obj::Storage(s) => push_json_str(&mut out, &format!("storage '{}' ({} bytes)", s.key, s.nbytes)),
@@ -331,6 +380,21 @@ pub fn to_json(p: &Pickle, root: Id, limit: usize) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+/// What stands for a value whose JSON would be longer than `limit` bytes.
+fn omitted(limit: usize) -> String {
+    format!("\"(omitted: more than {limit} bytes of JSON)\"")
+}
+
+/// The length of `s` as [`push_json_str`] writes it.
+fn json_str_len(s: &str) -> usize {
+    let escaped = |c: char| match c {
+        '"' | '\\' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    };
+    2 + s.chars().map(escaped).sum::<usize>()
 }
 
 fn push_json_str(out: &mut String, s: &str) {
