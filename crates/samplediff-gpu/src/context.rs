@@ -1,0 +1,181 @@
+//! The GPU context: instance, adapter, device, queue and the compiled kernel, made once.
+
+use crate::block::block_on;
+use crate::error::{GpuError, Result};
+
+const MAIN: &str = include_str!("../../../shaders/fused_metrics.wgsl");
+const CLOSE_F64: &str = include_str!("../../../shaders/fused_metrics_f64.wgsl");
+const CLOSE_F32: &str = include_str!("../../../shaders/fused_metrics_f32.wgsl");
+
+/// The fused main pass on one GPU. Creating it opens the device and compiles the kernel;
+/// keep it for every comparison.
+pub struct GpuMetrics {
+    // Kept alive with the device (the Vulkan loader dislikes instances coming and going).
+    _instance: wgpu::Instance,
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+    /// Pairs at the tolerance boundary are decided in f64 (the device has SHADER_F64).
+    pub(crate) exact_close: bool,
+    /// Compute passes can be timed with timestamp queries.
+    pub(crate) timestamps: bool,
+    /// Bytes one storage binding may span.
+    pub(crate) max_binding: u64,
+    pub(crate) max_groups: u32,
+    /// Bound where a vec4 view of a range would be empty (the range has no whole tile).
+    pub(crate) empty: wgpu::Buffer,
+}
+
+impl GpuMetrics {
+    /// Open the first high-performance adapter (wgpu's `WGPU_BACKEND`/`WGPU_ADAPTER_NAME`
+    /// variables choose another).
+    pub fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        let adapter = match block_on(wgpu::util::initialize_adapter_from_env(&instance, None)) {
+            Ok(a) => a,
+            Err(_) => block_on(instance.request_adapter(&options)).map_err(|e| GpuError::NoAdapter(e.to_string()))?,
+        };
+        let wanted = wgpu::Features::SHADER_F64
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("samplediff-gpu"),
+            required_features: adapter.features() & wanted,
+            // All the adapter offers: inputs of several GiB need its largest buffers and bindings.
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+        Self::build(instance, adapter, device, queue)
+    }
+
+    fn build(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Self> {
+        let features = device.features();
+        let exact_close = features.contains(wgpu::Features::SHADER_F64);
+        let source = format!("{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
+        // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),
+        // the last tile word by word below `words`, and partials are written at indices below
+        // the partials buffer's tile count (plan.rs and pass.rs set up these invariants, and
+        // the tests exercise sizes around every tile edge). Bounds checks would add a clamp to
+        // every load of a kernel that must run at memory speed.
+        let module = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some("fused_metrics"),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries =
+            vec![storage(0, true), storage(1, true), storage(2, true), storage(3, true), storage(4, false), uniform(5)];
+        if exact_close {
+            entries.push(uniform(6));
+        }
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("fused_metrics"),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("fused_metrics"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("fused_metrics"),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = block_on(scope.pop()) {
+            return Err(GpuError::Device(format!("the fused kernel did not compile: {e}")));
+        }
+        let limits = device.limits();
+        let empty = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fused_metrics empty"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Self {
+            _instance: instance,
+            adapter,
+            device,
+            queue,
+            pipeline,
+            layout,
+            exact_close,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            max_groups: limits.max_compute_workgroups_per_dimension,
+            empty,
+        })
+    }
+
+    /// Read inputs through storage bindings of at most `bytes` (the device's limit otherwise;
+    /// smaller ones give the same result, tiles being what define it).
+    pub fn with_max_binding(mut self, bytes: u64) -> Self {
+        self.max_binding = self.max_binding.min(bytes);
+        self
+    }
+
+    /// The device, to make buffers for [`GpuMetrics::main_pass_resident`].
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Name, driver and backend of the adapter.
+    pub fn adapter_info(&self) -> wgpu::AdapterInfo {
+        self.adapter.get_info()
+    }
+
+    /// Whether pairs at the tolerance boundary are decided in f64 (else see
+    /// [`Counts::close_undecided`](crate::Counts::close_undecided)).
+    pub fn exact_close(&self) -> bool {
+        self.exact_close
+    }
+
+    /// Whether [`GpuMetrics::main_pass_resident_timed`] can report GPU time.
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
+    }
+}

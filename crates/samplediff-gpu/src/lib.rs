@@ -1,0 +1,30 @@
+//! The fused main pass of `compare` on the GPU (issue 8, item 2): one WGSL kernel
+//! (`shaders/fused_metrics.wgsl`) run through wgpu reads both tensors once and gives every
+//! count, extreme and sum of samplediff-metrics' `Moments` — NaN/Inf accounting, the
+//! torch.isclose count, max/mean |a-b|, RMSE, relative errors, RMS of each side, cosine,
+//! Pearson, SNR.
+//!
+//! * [`GpuMetrics`]: the device and the compiled kernel, made once.
+//! * [`GpuMetrics::main_pass`]: tensors in host memory (uploaded in pieces).
+//! * [`GpuMetrics::main_pass_resident`]: tensors already in GPU buffers, of any size: inputs
+//!   beyond the storage-binding limit are read through several bindings, one dispatch each.
+//!
+//! Each workgroup reduces one tile ([`TILE_WORDS`] words) in f32 and writes a partial; the
+//! host adds the partials in f64 in tile order ([`GpuMoments`]). Counts and the maximum
+//! |a-b| equal the CPU kernel's exactly; sums agree to f32 accumulation within a tile
+//! (relative 1e-6 or better). Order statistics (percentiles, histogram, worst elements),
+//! per-channel statistics, ULP distances and the floored relative error stay with the CPU
+//! kernel. Denormal inputs may be flushed to zero by a GPU driver.
+
+mod block;
+mod context;
+mod error;
+mod moments;
+mod pass;
+mod plan;
+
+pub use context::GpuMetrics;
+pub use error::{GpuError, Result};
+pub use moments::{Counts, GpuMoments};
+pub use pass::{Resident, Tolerance};
+pub use plan::TILE_WORDS;

@@ -1,0 +1,301 @@
+// The fused main pass of `compare` (issue 8): every count, extreme and sum of two tensors
+// from one read of both, written as one partial per tile; the host adds the partials in f64
+// (crates/samplediff-gpu).
+//
+// The input is cut into tiles of TILE_WORDS 32-bit words (one f32, or two f16/bf16, a word).
+// A workgroup owns one tile; its partial depends on the tile's bytes alone, never on how the
+// input was split into bindings and dispatches or on the GPU's size, so the result is
+// deterministic. Full tiles are read as vec4<u32> (16-byte loads, coalesced across the
+// workgroup); the last, partial tile goes word by word through a u32 view of the same range.
+//
+// Definitions follow samplediff-metrics' Moments: value metrics over pairs where both sides are
+// finite; close = torch.isclose(a, b, rtol, atol, equal_nan=True); rel = |a-b|/|b| for b != 0.
+// NaN and Inf are told apart by their bits, never by float compares a driver may fold.
+// Appended by the host, one of: fused_metrics_f64.wgsl (exact tolerance test in f64) or
+// fused_metrics_f32.wgsl (f32 test, counting the pairs it could not decide).
+
+const WG: u32 = 256u;
+const ITERS: u32 = 16u;
+const TILE_VEC4: u32 = 4096u; // WG * ITERS
+const TILE_WORDS: u32 = 16384u; // TILE_VEC4 * 4
+const PARTIAL_WORDS: u32 = 24u;
+
+const DT_F32: u32 = 0u;
+const DT_F16: u32 = 1u;
+const DT_BF16: u32 = 2u;
+
+const EXP_MASK: u32 = 0x7f800000u;
+const INF_BITS: u32 = 0x7f800000u;
+
+// A pair is sent to close_exact when |d - tol| is within this fraction of tol: far more than
+// the f32 rounding of d and tol (a few 2^-24), so every other decision equals the f64 one.
+const EDGE: f32 = 9.5367431640625e-7; // 2^-20
+const EDGE_ABS: f32 = 1e-30;
+
+struct Params {
+    // Words and elements of the tensor in this binding.
+    words: u32,
+    numel: u32,
+    // Index of this binding's first tile among the tensor's tiles, and its tile count.
+    first_tile: u32,
+    tiles: u32,
+    dtype: u32,
+    rtol: f32,
+    atol: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a4: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> a1: array<u32>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> b1: array<u32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<u32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+// One invocation's accumulators. Counts are packed two to a word (low | high << 16): a tile
+// holds at most 32768 elements, so neither half can overflow.
+var<private> n_fin_close: u32; // finite | close << 16
+var<private> n_nan: u32; // nan_a | nan_b << 16
+var<private> n_inf: u32; // inf_a | inf_b << 16
+var<private> n_mis: u32; // nan_xor | inf_mismatch << 16
+var<private> n_zero: u32; // b_zero | undecided << 16
+var<private> s_ad: f32;
+var<private> s_ad2: f32;
+var<private> s_rel: f32;
+// Sums of a - ka, b - kb, and their squares and product: the tile's first pair is the shift,
+// which keeps the centred moments free of cancellation (the host un-shifts in f64).
+var<private> s_a: f32;
+var<private> s_b: f32;
+var<private> s_aa: f32;
+var<private> s_bb: f32;
+var<private> s_ab: f32;
+var<private> ka: f32;
+var<private> kb: f32;
+// Extremes with the pair that gave them: the host recomputes each in f64 from the pair, so
+// max |a-b| equals the CPU's exactly, not its f32 rounding.
+var<private> max_ad: f32 = -1.0;
+var<private> max_ad_a: f32;
+var<private> max_ad_b: f32;
+var<private> min_nz: f32 = 3.4028234663852886e38;
+var<private> min_nz_a: f32;
+var<private> min_nz_b: f32;
+var<private> max_rel: f32 = -1.0;
+var<private> max_rel_a: f32;
+var<private> max_rel_b: f32;
+
+fn bit(c: bool) -> u32 {
+    return select(0u, 1u, c);
+}
+
+// One pair of elements.
+fn pair(x: f32, y: f32) {
+    let bx = bitcast<u32>(x);
+    let by = bitcast<u32>(y);
+    let fx = (bx & EXP_MASK) != EXP_MASK;
+    let fy = (by & EXP_MASK) != EXP_MASK;
+    if fx && fy {
+        let d = abs(x - y);
+        let ay = abs(y);
+        let tol = ay * params.rtol + params.atol;
+        var close = d <= tol;
+        if abs(d - tol) <= tol * EDGE + EDGE_ABS {
+            close = close_exact(x, y);
+        }
+        let bz = (by & 0x7fffffffu) == 0u;
+        n_fin_close += 1u + (bit(close) << 16u);
+        n_zero += bit(bz);
+        s_ad += d;
+        s_ad2 += d * d;
+        let rel = select(d / ay, 0.0, bz);
+        s_rel += rel;
+        if d > max_ad {
+            max_ad = d;
+            max_ad_a = x;
+            max_ad_b = y;
+        }
+        if x != y && d < min_nz {
+            min_nz = d;
+            min_nz_a = x;
+            min_nz_b = y;
+        }
+        if !bz && rel > max_rel {
+            max_rel = rel;
+            max_rel_a = x;
+            max_rel_b = y;
+        }
+        let xa = x - ka;
+        let yb = y - kb;
+        s_a += xa;
+        s_b += yb;
+        s_aa += xa * xa;
+        s_bb += yb * yb;
+        s_ab += xa * yb;
+    } else {
+        // A NaN or an Inf on either side: counted, never summed.
+        let nx = !fx && (bx & 0x007fffffu) != 0u;
+        let ny = !fy && (by & 0x007fffffu) != 0u;
+        let ix = !fx && !nx;
+        let iy = !fy && !ny;
+        let same_inf = ix && iy && bx == by;
+        n_nan += bit(nx) + (bit(ny) << 16u);
+        n_inf += bit(ix) + (bit(iy) << 16u);
+        n_mis += bit(nx != ny) + (bit((ix || iy) && !same_inf) << 16u);
+        n_fin_close += bit((nx && ny) || same_inf) << 16u;
+    }
+}
+
+// Both elements of a word of f16 or bf16 (`hi`: whether the high element is in the tensor).
+fn pair_word16(wa: u32, wb: u32, hi: bool) {
+    if params.dtype == DT_BF16 {
+        pair(bitcast<f32>(wa << 16u), bitcast<f32>(wb << 16u));
+        if hi {
+            pair(bitcast<f32>(wa & 0xffff0000u), bitcast<f32>(wb & 0xffff0000u));
+        }
+    } else {
+        let fa = unpack2x16float(wa);
+        let fb = unpack2x16float(wb);
+        pair(fa.x, fb.x);
+        if hi {
+            pair(fa.y, fb.y);
+        }
+    }
+}
+
+fn pair_vec4(va: vec4<u32>, vb: vec4<u32>) {
+    if params.dtype == DT_F32 {
+        pair(bitcast<f32>(va.x), bitcast<f32>(vb.x));
+        pair(bitcast<f32>(va.y), bitcast<f32>(vb.y));
+        pair(bitcast<f32>(va.z), bitcast<f32>(vb.z));
+        pair(bitcast<f32>(va.w), bitcast<f32>(vb.w));
+    } else {
+        pair_word16(va.x, vb.x, true);
+        pair_word16(va.y, vb.y, true);
+        pair_word16(va.z, vb.z, true);
+        pair_word16(va.w, vb.w, true);
+    }
+}
+
+// The first element of word `w`.
+fn first_element(w: u32) -> f32 {
+    if params.dtype == DT_F32 {
+        return bitcast<f32>(w);
+    } else if params.dtype == DT_BF16 {
+        return bitcast<f32>(w << 16u);
+    }
+    return unpack2x16float(w).x;
+}
+
+fn finite_or_zero(x: f32) -> f32 {
+    return select(0.0, x, (bitcast<u32>(x) & EXP_MASK) != EXP_MASK);
+}
+
+// The workgroup's reduction: 5 count words and 17 floats per invocation, struct of arrays.
+const NF: u32 = 17u;
+var<workgroup> red_u: array<u32, 1280>; // 5 * WG
+var<workgroup> red_f: array<f32, 4352>; // NF * WG
+
+fn store(t: u32) {
+    red_u[t] = n_fin_close;
+    red_u[WG + t] = n_nan;
+    red_u[2u * WG + t] = n_inf;
+    red_u[3u * WG + t] = n_mis;
+    red_u[4u * WG + t] = n_zero;
+    red_f[t] = s_ad;
+    red_f[WG + t] = s_ad2;
+    red_f[2u * WG + t] = s_rel;
+    red_f[3u * WG + t] = s_a;
+    red_f[4u * WG + t] = s_b;
+    red_f[5u * WG + t] = s_aa;
+    red_f[6u * WG + t] = s_bb;
+    red_f[7u * WG + t] = s_ab;
+    red_f[8u * WG + t] = max_ad;
+    red_f[9u * WG + t] = max_ad_a;
+    red_f[10u * WG + t] = max_ad_b;
+    red_f[11u * WG + t] = min_nz;
+    red_f[12u * WG + t] = min_nz_a;
+    red_f[13u * WG + t] = min_nz_b;
+    red_f[14u * WG + t] = max_rel;
+    red_f[15u * WG + t] = max_rel_a;
+    red_f[16u * WG + t] = max_rel_b;
+}
+
+// Fold invocation `o`'s accumulators into `t`'s (a fixed tree: same order on every GPU).
+fn combine(t: u32, o: u32) {
+    for (var f = 0u; f < 5u; f++) {
+        red_u[f * WG + t] += red_u[f * WG + o];
+    }
+    for (var f = 0u; f < 8u; f++) {
+        red_f[f * WG + t] += red_f[f * WG + o];
+    }
+    // (max, pair) triples: a larger max, or a smaller non-zero minimum, brings its pair.
+    if red_f[8u * WG + o] > red_f[8u * WG + t] {
+        red_f[8u * WG + t] = red_f[8u * WG + o];
+        red_f[9u * WG + t] = red_f[9u * WG + o];
+        red_f[10u * WG + t] = red_f[10u * WG + o];
+    }
+    if red_f[11u * WG + o] < red_f[11u * WG + t] {
+        red_f[11u * WG + t] = red_f[11u * WG + o];
+        red_f[12u * WG + t] = red_f[12u * WG + o];
+        red_f[13u * WG + t] = red_f[13u * WG + o];
+    }
+    if red_f[14u * WG + o] > red_f[14u * WG + t] {
+        red_f[14u * WG + t] = red_f[14u * WG + o];
+        red_f[15u * WG + t] = red_f[15u * WG + o];
+        red_f[16u * WG + t] = red_f[16u * WG + o];
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    // A 2-D grid (a dimension holds at most 65535 workgroups); the grid's excess exits.
+    let tile = wg.x + wg.y * nwg.x;
+    if tile >= params.tiles {
+        return;
+    }
+    let w0 = tile * TILE_WORDS;
+    ka = finite_or_zero(first_element(a1[w0]));
+    kb = finite_or_zero(first_element(b1[w0]));
+
+    let per_word = select(2u, 1u, params.dtype == DT_F32);
+    if (w0 + TILE_WORDS) * per_word <= params.numel {
+        let v0 = tile * TILE_VEC4;
+        for (var k = 0u; k < ITERS; k++) {
+            let i = v0 + k * WG + t;
+            pair_vec4(a4[i], b4[i]);
+        }
+    } else {
+        // The tensor's last tile: word by word, the high half of a 16-bit word only if it is
+        // an element of the tensor.
+        for (var w = w0 + t; w < params.words; w += WG) {
+            if params.dtype == DT_F32 {
+                pair(bitcast<f32>(a1[w]), bitcast<f32>(b1[w]));
+            } else {
+                pair_word16(a1[w], b1[w], 2u * w + 1u < params.numel);
+            }
+        }
+    }
+
+    store(t);
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if t < s {
+            combine(t, t + s);
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        let p = (params.first_tile + tile) * PARTIAL_WORDS;
+        for (var f = 0u; f < 5u; f++) {
+            partials[p + f] = red_u[f * WG];
+        }
+        for (var f = 0u; f < NF; f++) {
+            partials[p + 5u + f] = bitcast<u32>(red_f[f * WG]);
+        }
+        partials[p + 22u] = bitcast<u32>(ka);
+        partials[p + 23u] = bitcast<u32>(kb);
+    }
+}
