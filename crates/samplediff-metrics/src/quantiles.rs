@@ -59,7 +59,8 @@ pub fn quantile_positions(n: u64) -> Vec<(u64, u64, f64)> {
 
 /// The percentiles from the values at [`quantile_positions`] (lo, hi, lo, hi, ...).
 pub fn percentiles(positions: &[(u64, u64, f64)], values: &[f64]) -> Percentiles {
-    let q: Vec<f64> = positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(values[2 * i], values[2 * i + 1], t)).collect();
+    let q: Vec<f64> =
+        positions.iter().enumerate().map(|(i, &(_, _, t))| lerp(values[2 * i], values[2 * i + 1], t)).collect();
     Percentiles { p50: q[0], p90: q[1], p99: q[2], p999: q[3] }
 }
 

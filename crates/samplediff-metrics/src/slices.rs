@@ -60,7 +60,8 @@ fn row_moments(p: &Pair, shape: &[usize], axis: usize, centred: bool) -> Result<
         .map(|i| {
             let mut m = Moments::default();
             (m.c.numel, m.c.finite, m.c.close) = (numel, c[i], c[s + i]);
-            (m.sum_ad, m.sum_ad2, m.max_ad, m.sum_a, m.sum_b) = (f[i], f[s + i], f[2 * s + i], f[3 * s + i], f[4 * s + i]);
+            (m.sum_ad, m.sum_ad2, m.max_ad, m.sum_a, m.sum_b) =
+                (f[i], f[s + i], f[2 * s + i], f[3 * s + i], f[4 * s + i]);
             if m.c.finite > 0 {
                 (m.mean_a, m.mean_b) = (m.sum_a / m.c.finite as f64, m.sum_b / m.c.finite as f64);
             }

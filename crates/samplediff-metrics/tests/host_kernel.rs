@@ -74,7 +74,7 @@ fn check(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> TensorReport {
 fn every_dtype_and_slicing_agrees_with_the_device_path() {
     let opts = CompareOptions::default();
     let cases: &[(&[usize], DType, DType)] = &[
-        (&[300_001], DType::F32, DType::F32),         // five chunks, a ragged end
+        (&[300_001], DType::F32, DType::F32),          // five chunks, a ragged end
         (&[1, 16, 3, 37, 29], DType::F32, DType::F32), // runs of 1073: per channel and frame
         (&[8, 5, 7, 3], DType::F32, DType::F32),       // runs of 21
         (&[300, 700], DType::BF16, DType::BF16),       // ties everywhere; ULP in bf16
@@ -107,7 +107,8 @@ fn order_statistics_are_exact_among_massive_ties() {
     // a bucket of identical values.
     let n = 200_000;
     let b: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
-    let a: Vec<f32> = b.iter().enumerate().map(|(i, &x)| x + [0.0, 1.0 / 1024.0, 3.0 / 1024.0][i % 3 % 2 + i % 5 / 4]).collect();
+    let a: Vec<f32> =
+        b.iter().enumerate().map(|(i, &x)| x + [0.0, 1.0 / 1024.0, 3.0 / 1024.0][i % 3 % 2 + i % 5 / 4]).collect();
     let (a, b) = (RawTensor::from_f32("t", vec![n], &a), RawTensor::from_f32("t", vec![n], &b));
     let r = check(&a, &b, &CompareOptions::default());
     assert!(r.histogram.unwrap().zero > 0);

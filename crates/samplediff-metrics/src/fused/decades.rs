@@ -82,9 +82,9 @@ mod tests {
     fn counts_below_powers_of_ten_exactly() {
         let values = [1e-3, 9.999e-4, 1.0001e-3, 0.5, 1.0, 0.999_999, 10.0, 5e-320, 2e-310];
         let (mut d, mut f) = (Decades::default(), FirstPass::default());
-        values.iter().for_each(|&v| {
+        values.iter().enumerate().for_each(|(i, &v)| {
             d.add(v);
-            f.add(v);
+            f.add(v, i);
         });
         for k in [-322, -309, -4, -3, 0, 1, 2] {
             let want = values.iter().filter(|&&v| v < pow10(k)).count() as u64;

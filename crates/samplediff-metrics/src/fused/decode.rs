@@ -13,6 +13,7 @@ use crate::ulp::ordinal;
 pub(crate) const BLOCK: usize = 1024;
 
 /// Decode `out.len()` elements of `dtype` from `bytes` (exactly `out.len() * size` bytes).
+#[inline(always)]
 pub(crate) fn decode(dtype: DType, bytes: &[u8], out: &mut [f64]) {
     match dtype {
         DType::F32 => {
@@ -47,13 +48,14 @@ pub(crate) fn decode(dtype: DType, bytes: &[u8], out: &mut [f64]) {
 
 /// Call `f(d)` with the ULP distance of every pair of the block where both sides are finite
 /// (same float dtype on both sides; see [`crate::ulp`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], mut f: impl FnMut(u64)) {
     match dtype {
         // The common case without the per-element dtype dispatch of `ordinal`.
         DType::F32 => {
             for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-                let (x, y) = (u32::from_le_bytes([x[0], x[1], x[2], x[3]]), u32::from_le_bytes([y[0], y[1], y[2], y[3]]));
+                let (x, y) =
+                    (u32::from_le_bytes([x[0], x[1], x[2], x[3]]), u32::from_le_bytes([y[0], y[1], y[2], y[3]]));
                 if let (Some(x), Some(y)) = (ordinal_f32(x), ordinal_f32(y)) {
                     f(x.abs_diff(y));
                 }
@@ -86,7 +88,8 @@ mod tests {
 
     #[test]
     fn f32_ordinal_agrees_with_the_generic_one() {
-        for bits in [0u32, 1, 0x3F80_0000, 0xBF80_0000, 0x8000_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFFC0_0000, 0x8000_0001] {
+        for bits in [0u32, 1, 0x3F80_0000, 0xBF80_0000, 0x8000_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFFC0_0000, 0x8000_0001]
+        {
             assert_eq!(ordinal_f32(bits), ordinal(DType::F32, &bits.to_le_bytes()), "{bits:#x}");
         }
     }

@@ -23,18 +23,25 @@ pub(crate) fn key16(v: f64) -> u64 {
 pub(crate) const COLLECT_BUDGET: u64 = 1 << 24;
 
 /// Counts of the next bits under one prefix; allocated on first use (small tensors stay cheap).
+///
+/// Each bucket has [`COPIES`] adjacent counters, chosen by the caller's lane: neighbouring
+/// elements usually fall in the same bucket, and incrementing one counter back to back would
+/// make every increment wait for the previous store.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Histogram {
     counts: Vec<u64>,
 }
 
+/// Counters per bucket.
+pub(crate) const COPIES: usize = 4;
+
 impl Histogram {
     #[inline(always)]
-    pub fn add(&mut self, bucket: usize) {
+    pub fn add(&mut self, bucket: usize, lane: usize) {
         if self.counts.is_empty() {
-            self.counts = vec![0; 1 << 16];
+            self.counts = vec![0; COPIES << 16];
         }
-        self.counts[bucket] += 1;
+        self.counts[bucket * COPIES + lane % COPIES] += 1;
     }
 
     pub fn merge(&mut self, o: &Histogram) {
@@ -48,10 +55,15 @@ impl Histogram {
         }
     }
 
+    /// Count per bucket, in bucket order.
+    fn totals(&self) -> impl Iterator<Item = u64> + '_ {
+        self.counts.chunks_exact(COPIES).map(|c| c.iter().sum())
+    }
+
     /// The bucket holding ascending rank `rank` among the counted values, its count and the
     /// rank within it.
     fn locate(&self, mut rank: u64) -> (u64, u64, u64) {
-        for (bucket, &c) in self.counts.iter().enumerate() {
+        for (bucket, c) in self.totals().enumerate() {
             if rank < c {
                 return (bucket as u64, c, rank);
             }
@@ -69,18 +81,19 @@ pub(crate) struct FirstPass {
 }
 
 impl FirstPass {
+    /// One value, from the caller's lane `lane` (any number; see [`Histogram`]).
     #[inline(always)]
-    pub fn add(&mut self, v: f64) {
+    pub fn add(&mut self, v: f64, lane: usize) {
         if v == 0.0 {
             self.zero += 1;
         } else {
-            self.hist.add(key16(v) as usize);
+            self.hist.add(key16(v) as usize, lane);
         }
     }
 
     /// How many non-zero values have a key below `key`.
     pub fn count_keys_below(&self, key: u64) -> u64 {
-        self.hist.counts.iter().take(key as usize).sum()
+        self.hist.totals().take(key as usize).sum()
     }
 
     pub fn merge(&mut self, o: &FirstPass) {
@@ -93,7 +106,12 @@ impl FirstPass {
 enum Where {
     Known(f64),
     /// Among the values with `bits >> SHIFTS[level] == prefix` (`count` of them), at `rank`.
-    Bucket { level: usize, prefix: u64, count: u64, rank: u64 },
+    Bucket {
+        level: usize,
+        prefix: u64,
+        count: u64,
+        rank: u64,
+    },
 }
 
 /// What the next pass must do for one stream: at `level`, keep the values under the `collect`
@@ -133,7 +151,7 @@ impl Request {
             out.collected[i].push(v);
         } else if let Ok(i) = self.refine.binary_search(&key) {
             let width = SHIFTS[self.level] - SHIFTS[self.level + 1];
-            out.sub[i].add(((bits >> SHIFTS[self.level + 1]) & ((1 << width) - 1)) as usize);
+            out.sub[i].add(((bits >> SHIFTS[self.level + 1]) & ((1 << width) - 1)) as usize, 0);
         }
     }
 }
@@ -156,7 +174,9 @@ pub(crate) struct Selection {
 
 impl Selection {
     /// `ranks` (0-based, ascending order of the values) among all values of `first`.
-    pub fn new(ranks: &[u64], first: &FirstPass) -> Self {
+    /// `integers`: the values are whole numbers (ULP distances), so a bucket narrower than 1
+    /// holds a single possible value and needs no further pass.
+    pub fn new(ranks: &[u64], first: &FirstPass, integers: bool) -> Self {
         let wanted = ranks
             .iter()
             .map(|&r| {
@@ -164,6 +184,10 @@ impl Selection {
                     return Where::Known(0.0);
                 }
                 let (prefix, count, rank) = first.hist.locate(r - first.zero);
+                let (lo, hi) = (f64::from_bits(prefix << SHIFTS[0]), f64::from_bits((prefix + 1) << SHIFTS[0]));
+                if integers && lo.fract() == 0.0 && hi - lo <= 1.0 {
+                    return Where::Known(lo);
+                }
                 Where::Bucket { level: 0, prefix, count, rank }
             })
             .collect();
@@ -210,7 +234,9 @@ impl Selection {
             v.sort_unstable_by(f64::total_cmp);
         }
         for w in &mut self.wanted {
-            let Where::Bucket { level, prefix, rank, .. } = *w else { continue };
+            let Where::Bucket { level, prefix, rank, .. } = *w else {
+                continue;
+            };
             if let Ok(i) = req.collect.binary_search(&prefix) {
                 *w = Where::Known(out.collected[i][rank as usize]);
             } else if let Ok(i) = req.refine.binary_search(&prefix) {
@@ -239,8 +265,8 @@ mod tests {
     /// Run the selection to the end over `values`, with a tiny budget forcing refinement.
     fn select(values: &[f64], ranks: &[u64]) -> (Vec<f64>, usize) {
         let mut first = FirstPass::default();
-        values.iter().for_each(|&v| first.add(v));
-        let mut sel = Selection::new(ranks, &first);
+        values.iter().enumerate().for_each(|(i, &v)| first.add(v, i));
+        let mut sel = Selection::new(ranks, &first, false);
         let mut passes = 0;
         while let Some(req) = sel.request() {
             let mut out = req.out();
@@ -253,7 +279,8 @@ mod tests {
 
     #[test]
     fn equals_sorting() {
-        let values: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 1013) as f64 * 1e-3 + (i % 3 == 0) as u8 as f64).collect();
+        let values: Vec<f64> =
+            (0..5000).map(|i| ((i * 7919) % 1013) as f64 * 1e-3 + (i % 3 == 0) as u8 as f64).collect();
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         let ranks = [0, 1, 2499, 2500, 4499, 4999];
@@ -269,8 +296,8 @@ mod tests {
         let base = 1.5f64.to_bits();
         let values: Vec<f64> = (0..1000u64).map(|i| f64::from_bits(base + (i * 7) % 1000)).collect();
         let mut first = FirstPass::default();
-        values.iter().for_each(|&v| first.add(v));
-        let mut sel = Selection::new(&[500], &first);
+        values.iter().enumerate().for_each(|(i, &v)| first.add(v, i));
+        let mut sel = Selection::new(&[500], &first, false);
         let req = sel.request().unwrap();
         // Force the refine branch as a huge bucket would.
         let req = Request { level: req.level, collect: vec![], refine: req.collect, wanted16: req.wanted16 };
@@ -283,6 +310,18 @@ mod tests {
             sel.resolve(&req, out);
         }
         assert_eq!(sel.values().unwrap(), vec![f64::from_bits(base + 500)]);
+    }
+
+    #[test]
+    fn small_whole_numbers_need_no_pass() {
+        let values: Vec<f64> = (0..1000).map(|i| (i % 40) as f64).collect();
+        let mut first = FirstPass::default();
+        values.iter().enumerate().for_each(|(i, &v)| first.add(v, i));
+        let sel = Selection::new(&[0, 499, 500, 999], &first, true);
+        assert!(sel.request().is_none());
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(sel.values().unwrap(), vec![sorted[0], sorted[499], sorted[500], sorted[999]]);
     }
 
     #[test]

@@ -64,10 +64,15 @@ mod tests {
     #[test]
     fn results_come_back_in_chunk_order_whatever_the_threads() {
         for threads in [1, 2, 7] {
-            let (out, locals) = super::run(100, threads, || 0u64, |l, c| {
-                *l += 1;
-                c * c
-            });
+            let (out, locals) = super::run(
+                100,
+                threads,
+                || 0u64,
+                |l, c| {
+                    *l += 1;
+                    c * c
+                },
+            );
             assert_eq!(out, (0..100).map(|c| c * c).collect::<Vec<_>>());
             assert_eq!(locals.iter().sum::<u64>(), 100);
         }
