@@ -5,7 +5,7 @@
 //! over the values' bit patterns (for non-negative floats the bits sort like the values):
 //! the main pass counts the top 16 bits of every non-zero value ([`Histogram`]); the wanted
 //! ranks then fall in a few buckets. A further pass either collects those buckets' values
-//! (when they fit in [`COLLECT_BUDGET`]) and sorts them, or counts their next 16 bits. Typical
+//! (when they fit in [`COLLECT_BUDGET`]) and selects the ranks among them, or counts their next 16 bits. Typical
 //! data needs one extra pass; values that share 32 leading bits by the million need more, and
 //! 63 bits pin a value down, so it ends after at most four.
 
@@ -19,8 +19,8 @@ pub(crate) fn key16(v: f64) -> u64 {
     v.to_bits() >> SHIFTS[0]
 }
 
-/// Most values one pass may keep to sort (8 bytes each).
-pub(crate) const COLLECT_BUDGET: u64 = 1 << 24;
+/// Most values one pass may keep (8 bytes each: 256 MiB).
+pub(crate) const COLLECT_BUDGET: u64 = 1 << 25;
 
 /// Counts of the next bits under one prefix; allocated on first use (small tensors stay cheap).
 ///
@@ -230,15 +230,14 @@ impl Selection {
 
     /// Take in a pass's merged findings.
     pub fn resolve(&mut self, req: &Request, mut out: PassOut) {
-        for v in &mut out.collected {
-            v.sort_unstable_by(f64::total_cmp);
-        }
         for w in &mut self.wanted {
             let Where::Bucket { level, prefix, rank, .. } = *w else {
                 continue;
             };
             if let Ok(i) = req.collect.binary_search(&prefix) {
-                *w = Where::Known(out.collected[i][rank as usize]);
+                // A selection, not a sort: linear in the bucket's size.
+                let v = &mut out.collected[i];
+                *w = Where::Known(*v.select_nth_unstable_by(rank as usize, f64::total_cmp).1);
             } else if let Ok(i) = req.refine.binary_search(&prefix) {
                 let (sub, count, rank) = out.sub[i].locate(rank);
                 let width = SHIFTS[level] - SHIFTS[level + 1];
