@@ -16,7 +16,10 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "{} is empty", dir.display());
-    files.into_iter().map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap())).collect()
+    files
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
+        .collect()
 }
 
 /// Runs `f` on every input of `target`'s corpus; a panic names the input.
