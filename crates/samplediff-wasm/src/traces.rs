@@ -4,8 +4,6 @@
 
 use samplediff_formats::TensorFile;
 use samplediff_trace::Trace;
-use samplediff_trace::analysis::SideAnalysis;
-use samplediff_trace::diff::diff_with;
 
 use crate::backend::cpu;
 use crate::files::Loaded;
@@ -25,8 +23,7 @@ pub fn is_run(f: &Loaded) -> bool {
 pub fn diff_json(a: &Loaded, b: &Loaded) -> Result<String, String> {
     let device = cpu();
     let (ta, tb) = (trace(a)?, trace(b)?);
-    let side = SideAnalysis::of(&ta, Some(&tb), &device);
-    let d = diff_with(&ta, &tb, &side.floor, &device).map_err(|e| e.to_string())?;
+    let d = samplediff_trace::diff::diff(&ta, &tb, &device).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&d).map_err(|e| e.to_string())
 }
 

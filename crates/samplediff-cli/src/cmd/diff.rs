@@ -8,8 +8,6 @@
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use samplediff_trace::analysis::SideAnalysis;
-use samplediff_trace::diff::diff_with;
 use samplediff_trace::render::diff_text;
 
 #[derive(clap::Args)]
@@ -28,8 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = Device::flex();
     let a = super::explain::load(&args.a)?;
     let b = super::explain::load(&args.b)?;
-    let side = SideAnalysis::of(&a, Some(&b), &device);
-    let d = diff_with(&a, &b, &side.floor, &device)?;
+    let d = samplediff_trace::diff::diff(&a, &b, &device)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
