@@ -52,7 +52,7 @@ impl GpuMetrics {
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device(e.to_string()))?;
-        Self::build(instance, adapter, device, queue)
+        Self::build(instance, adapter, device, queue, MAIN)
     }
 
     fn build(
@@ -60,10 +60,11 @@ impl GpuMetrics {
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
+        main: &str,
     ) -> Result<Self> {
         let features = device.features();
         let exact_close = features.contains(wgpu::Features::SHADER_F64);
-        let source = format!("{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
+        let source = format!("{main}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
         // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),

@@ -6,7 +6,7 @@
 //! (a tree over 256 invocations of 64 elements each); across tiles the host adds in f64, in
 //! tile order, so the result is the same on every run and every GPU of the same driver.
 
-use crate::plan::PARTIAL_WORDS;
+use crate::plan::PARTIAL_BYTES;
 
 /// Exact counts over all pairs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,27 +83,33 @@ impl Default for GpuMoments {
     }
 }
 
-/// One tile's partial as the shader writes it (see `store` and `main` in the shader).
-struct Partial<'a>(&'a [u32]);
+/// One tile's partial as the shader writes it (see `store` and `main` in the shader), read
+/// in place from the mapped buffer.
+struct Partial<'a>(&'a [u8]);
 
 impl Partial<'_> {
+    fn word(&self, i: usize) -> u32 {
+        u32::from_le_bytes(self.0[4 * i..4 * i + 4].try_into().expect("4 bytes"))
+    }
+
     fn f(&self, i: usize) -> f64 {
-        f32::from_bits(self.0[i]) as f64
+        f32::from_bits(self.word(i)) as f64
     }
 
     /// (low, high) halves of packed count word `i`.
     fn pair(&self, i: usize) -> (u64, u64) {
-        ((self.0[i] & 0xffff) as u64, (self.0[i] >> 16) as u64)
+        let w = self.word(i);
+        ((w & 0xffff) as u64, (w >> 16) as u64)
     }
 }
 
 impl GpuMoments {
-    /// Fold the partials (`PARTIAL_WORDS` words per tile, in tile order) of a tensor of `numel`
-    /// elements.
-    pub(crate) fn from_partials(words: &[u32], numel: u64) -> Self {
+    /// Fold the partials (`PARTIAL_BYTES` little-endian bytes per tile, in tile order) of a
+    /// tensor of `numel` elements.
+    pub(crate) fn from_partials(bytes: &[u8], numel: u64) -> Self {
         let mut m = GpuMoments::default();
         m.c.numel = numel;
-        for p in words.chunks_exact(PARTIAL_WORDS as usize).map(Partial) {
+        for p in bytes.chunks_exact(PARTIAL_BYTES as usize).map(Partial) {
             m.add_tile(&p);
         }
         m
@@ -250,6 +256,11 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::PARTIAL_WORDS;
+
+    fn bytes(words: &[u32]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
 
     /// A partial as the shader would write it for the given finite pairs (one invocation).
     fn partial(pairs: &[(f32, f32)]) -> Vec<u32> {
@@ -297,7 +308,7 @@ mod tests {
         let pairs: Vec<(f32, f32)> = a.iter().copied().zip(b.iter().copied()).collect();
         let mut words = partial(&pairs[..13]);
         words.extend(partial(&pairs[13..]));
-        let m = GpuMoments::from_partials(&words, 40);
+        let m = GpuMoments::from_partials(&bytes(&words), 40);
 
         let (x, y): (Vec<f64>, Vec<f64>) = pairs.iter().map(|&(x, y)| (x as f64, y as f64)).unzip();
         let n = 40.0;
@@ -321,7 +332,7 @@ mod tests {
         let mut w = vec![0u32; PARTIAL_WORDS as usize];
         w[1] = 3 | (3 << 16);
         w[3] = 0;
-        let m = GpuMoments::from_partials(&w, 3);
+        let m = GpuMoments::from_partials(&bytes(&w), 3);
         assert_eq!((m.c.nan_a, m.c.nan_b, m.c.finite), (3, 3, 0));
         assert_eq!((m.max_abs(), m.mean_abs(), m.pearson(), m.mismatched()), (None, None, None, 3));
     }

@@ -144,8 +144,8 @@ impl GpuMetrics {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Gpu(e.to_string()))
     }
 
-    /// The bytes of `buffer` (MAP_READ), after the work submitted so far.
-    fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+    /// `f` of the bytes of `buffer` (MAP_READ), after the work submitted so far.
+    fn with_mapped<T>(&self, buffer: &wgpu::Buffer, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let (tx, rx) = std::sync::mpsc::channel();
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -154,9 +154,9 @@ impl GpuMetrics {
         rx.recv()
             .map_err(|e| GpuError::Gpu(e.to_string()))?
             .map_err(|e| GpuError::Gpu(format!("reading results back: {e}")))?;
-        let bytes = buffer.get_mapped_range(..).map_err(|e| GpuError::Gpu(e.to_string()))?.to_vec();
+        let out = f(&buffer.get_mapped_range(..).map_err(|e| GpuError::Gpu(e.to_string()))?);
         buffer.unmap();
-        Ok(bytes)
+        Ok(out)
     }
 
     fn staging(&self, size: u64, label: &str) -> wgpu::Buffer {
@@ -313,15 +313,18 @@ impl<'g> Run<'g> {
         }))
     }
 
-    /// Read the partials (and the timer) back and fold them in f64.
+    /// Read the partials (and the timer) back and fold them in f64, straight from the mapped
+    /// buffer.
     fn finish(self, timer: Option<Timer>) -> Result<(GpuMoments, Option<Duration>)> {
         let g = self.g;
-        let size = self.partials.size();
-        let staging = g.staging(size, "fused_metrics partials read-back");
+        let used = self.tiles * PARTIAL_BYTES;
+        let staging = g.staging(used.max(4), "fused_metrics partials read-back");
         let mut encoder = g.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&self.partials, 0, &staging, 0, size);
+        if used > 0 {
+            encoder.copy_buffer_to_buffer(&self.partials, 0, &staging, 0, used);
+        }
         g.queue.submit([encoder.finish()]);
-        let bytes = g.read(&staging);
+        let moments = g.with_mapped(&staging, |bytes| GpuMoments::from_partials(&bytes[..used as usize], self.numel));
         let elapsed = timer.map(|t| t.elapsed(g)).transpose();
         if let Some(e) = block_on(self.validation.pop()) {
             return Err(GpuError::Gpu(e.to_string()));
@@ -329,9 +332,7 @@ impl<'g> Run<'g> {
         if let Some(e) = block_on(self.oom.pop()) {
             return Err(GpuError::Gpu(e.to_string()));
         }
-        let words: Vec<u32> = bytes?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let used = (self.tiles * PARTIAL_WORDS) as usize;
-        Ok((GpuMoments::from_partials(&words[..used], self.numel), elapsed?.flatten()))
+        Ok((moments?, elapsed?.flatten()))
     }
 }
 
@@ -366,7 +367,7 @@ impl Timer {
     }
 
     fn elapsed(&self, g: &GpuMetrics) -> Result<Option<Duration>> {
-        let b = g.read(&self.staging)?;
+        let b = g.with_mapped(&self.staging, |b| b.to_vec())?;
         let (t0, t1) = (
             u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
