@@ -52,19 +52,21 @@ impl GpuMetrics {
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device(e.to_string()))?;
-        Self::build(instance, adapter, device, queue, MAIN)
+        let f64 = device.features().contains(wgpu::Features::SHADER_F64);
+        Self::build(instance, adapter, device, queue, f64)
     }
 
+    /// Compile the kernel for the device; `exact_close`: decide boundary pairs in f64 (the
+    /// device must have SHADER_F64).
     fn build(
         instance: wgpu::Instance,
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
-        main: &str,
+        exact_close: bool,
     ) -> Result<Self> {
         let features = device.features();
-        let exact_close = features.contains(wgpu::Features::SHADER_F64);
-        let source = format!("{main}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
+        let source = format!("{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
         // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),
@@ -178,5 +180,42 @@ impl GpuMetrics {
     /// Whether [`GpuMetrics::main_pass_resident_timed`] can report GPU time.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tolerance;
+    use samplediff_formats::DType;
+
+    /// The kernel for GPUs without f64 (Metal, most WebGPU) compiles, and counts the pairs at
+    /// the tolerance boundary it decided in f32; everything else matches the f64 kernel.
+    #[test]
+    fn without_f64_boundary_pairs_are_counted_as_undecided() {
+        let g = GpuMetrics::new().expect("a wgpu adapter (lavapipe will do)");
+        let f32_only =
+            GpuMetrics::build(g._instance.clone(), g.adapter.clone(), g.device.clone(), g.queue.clone(), false)
+                .unwrap();
+        // b = 1.5, a = the f32 nearest b * 1.3 and its neighbours: |a-b| within a few f32 steps of 0.3 |b|.
+        let mut a = vec![];
+        let mut x = (1.5f64 * 1.3) as f32;
+        for _ in 0..8 {
+            x = f32::from_bits(x.to_bits() - 1);
+        }
+        for _ in 0..16 {
+            a.push(x);
+            x = f32::from_bits(x.to_bits() + 1);
+        }
+        let b = vec![1.5f32; a.len()];
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let tol = Tolerance { rtol: 0.3, atol: 0.0 };
+        let exact = g.main_pass(&bytes(&a), &bytes(&b), DType::F32, tol).unwrap();
+        let approx = f32_only.main_pass(&bytes(&a), &bytes(&b), DType::F32, tol).unwrap();
+        assert!(!f32_only.exact_close());
+        assert_eq!(exact.c.close_undecided, 0);
+        assert!(approx.c.close_undecided > 0 && approx.c.close_undecided <= 16, "{}", approx.c.close_undecided);
+        assert!(exact.c.close.abs_diff(approx.c.close) <= approx.c.close_undecided);
+        assert_eq!((approx.c.finite, approx.max_ad, approx.sum_ad), (exact.c.finite, exact.max_ad, exact.sum_ad));
     }
 }
