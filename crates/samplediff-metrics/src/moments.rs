@@ -314,7 +314,8 @@ impl Moments {
             r.mean_rel = Some(self.sum_rel / rel_n as f64);
         }
         r.cosine = ratio(self.sum_ab, (self.sum_a2 * self.sum_b2).sqrt());
-        r.snr_db = (self.sum_ad2 > 0.0 && self.sum_b2 > 0.0).then(|| 10.0 * (self.sum_b2 / self.sum_ad2).log10());
+        // libm's log10, not the platform's: the native CLI and the browser must print the same bits.
+        r.snr_db = (self.sum_ad2 > 0.0 && self.sum_b2 > 0.0).then(|| 10.0 * libm::log10(self.sum_b2 / self.sum_ad2));
         r.pearson = ratio(self.cab, (self.m2a * self.m2b).sqrt());
         r.rel_floor = Some(floor);
         if self.floored.n > 0 {
