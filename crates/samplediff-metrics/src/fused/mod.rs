@@ -240,24 +240,6 @@ impl<'a> Kernel<'a> {
         self.numel.div_ceil(CHUNK)
     }
 
-    /// Run `body` compiled for AVX2 when the CPU has it (wider vectors for the lane loops; no
-    /// FMA, and the order of operations is the source's, so the results are the same bits).
-    #[inline(always)]
-    fn vectorised<T>(&self, body: impl FnOnce() -> T) -> T {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2<T>(body: impl FnOnce() -> T) -> T {
-                body()
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { avx2(body) };
-            }
-        }
-        body()
-    }
-
     /// Decode the blocks of chunk `c` in order and hand each (start, len, a, b) to `f`; blocks
     /// never straddle a run.
     #[inline(always)]
@@ -286,11 +268,6 @@ impl<'a> Kernel<'a> {
 
     /// The main pass over chunk `c`.
     fn main_pass(&self, l: &mut Local, c: usize) -> Part {
-        self.vectorised(|| self.main_pass_body(l, c))
-    }
-
-    #[inline(always)]
-    fn main_pass_body(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
         self.blocks(c, |i, fa, fb, ba, bb| {
             let m = Moments::of(fa, fb, self.tol, self.floor);
@@ -333,27 +310,25 @@ impl<'a> Kernel<'a> {
         req_u: &Request,
         floor: Option<f64>,
     ) -> Floored {
-        self.vectorised(|| {
-            let mut floored = Floored::default();
-            let wants_errors = !(req_a.collect.is_empty() && req_a.refine.is_empty());
-            let wants_ulps = self.ulp && !(req_u.collect.is_empty() && req_u.refine.is_empty());
-            self.blocks(c, |_, fa, fb, ba, bb| {
-                if let Some(floor) = floor {
-                    floored.merge(&Floored::of(fa, fb, floor));
-                }
-                if wants_errors {
-                    for (&x, &y) in fa.iter().zip(fb) {
-                        if let Some(d) = abs_diff(x, y) {
-                            req_a.offer(d, out_a);
-                        }
+        let mut floored = Floored::default();
+        let wants_errors = !(req_a.collect.is_empty() && req_a.refine.is_empty());
+        let wants_ulps = self.ulp && !(req_u.collect.is_empty() && req_u.refine.is_empty());
+        self.blocks(c, |_, fa, fb, ba, bb| {
+            if let Some(floor) = floor {
+                floored.merge(&Floored::of(fa, fb, floor));
+            }
+            if wants_errors {
+                for (&x, &y) in fa.iter().zip(fb) {
+                    if let Some(d) = abs_diff(x, y) {
+                        req_a.offer(d, out_a);
                     }
                 }
-                if wants_ulps {
-                    ulp_distances(self.a.dtype, ba, bb, |d| req_u.offer(d as f64, out_u));
-                }
-            });
-            floored
-        })
+            }
+            if wants_ulps {
+                ulp_distances(self.a.dtype, ba, bb, |d| req_u.offer(d as f64, out_u));
+            }
+        });
+        floored
     }
 }
 
