@@ -102,9 +102,20 @@ pub fn has_nonzero<const D: usize>(t: &Tensor<D>) -> bool {
     t.clone().not_equal_elem(0.0f32).any().into_scalar::<bool>()
 }
 
+/// ComfyUI's `process_in(latent) if count_nonzero(latent) > 0 else latent` (`comfy/sample.py`),
+/// decided on the device: both sides are computed and the device's own `any` selects one,
+/// elementwise. Nothing is read back to the host (a browser's WebGPU cannot read a buffer
+/// synchronously), and a selection copies values, so the result is bit for bit the branch's.
+pub fn process_in_if_nonzero(format: LatentFormat, latent: Tensor<5>) -> Result<Tensor<5>> {
+    let nonzero = latent.clone().not_equal_elem(0.0f32).any().reshape([1; 5]).expand(latent.dims());
+    let processed = format.process_in(latent.clone())?;
+    Ok(latent.mask_where(nonzero, processed))
+}
+
 /// `comfy/sample.py:fix_empty_latent_channels`: an all-zero latent with the wrong channel count
 /// becomes zeros with the format's channels; a 4-D latent of a 3-D format gains `T = 1`.
-/// Returns the 5-D tensor the chain works on.
+/// Returns the 5-D tensor the chain works on. Reads the latent back only when its channel count
+/// is wrong (the output's shape depends on it), never for a latent of the format's channels.
 pub fn fix_empty_latent_channels(format: LatentFormat, latent: &Latent) -> Tensor<5> {
     let mut t = latent.to_5d();
     let dims = t.dims();
@@ -188,7 +199,7 @@ impl KSampler {
             }
             InitialNoise::Zeros => fixed.zeros_like(),
         };
-        let latent_in = if has_nonzero(&fixed) { self.latent_format.process_in(fixed)? } else { fixed };
+        let latent_in = process_in_if_nonzero(self.latent_format, fixed)?;
         let x = noise_scaling(sigmas[0], noise, latent_in);
         let out = self.sample_from(denoiser, x, sigmas, hooks)?;
         Ok(self.restore_rank(latent, out))
@@ -350,5 +361,31 @@ impl NoiseSampler for CudaPhiloxNoiseSampler {
         let dims = x.dims();
         let values = self.generator.randn_f32(dims.iter().product(), self.device);
         Ok(Tensor::from_data(TensorData::new(values, dims), &x.device()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+
+    fn bits(t: Tensor<5>) -> Vec<u32> {
+        t.into_data().try_into_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn process_in_if_nonzero_selects_the_branch_bit_for_bit() {
+        let device = Device::flex();
+        let shape = [1, 16, 1, 2, 3];
+        let values: Vec<f32> = (0..96).map(|i| (i as f32 * 0.37).sin()).collect();
+        let latent = Tensor::<5>::from_data(TensorData::new(values, shape), &device);
+        let processed = LatentFormat::Wan21.process_in(latent.clone()).unwrap();
+        assert_eq!(bits(process_in_if_nonzero(LatentFormat::Wan21, latent).unwrap()), bits(processed));
+
+        // All zeros, -0.0 included (torch.count_nonzero counts neither): left alone, signs kept.
+        let zeros: Vec<f32> = (0..96).map(|i| if i % 2 == 0 { 0.0 } else { -0.0 }).collect();
+        let empty = Tensor::<5>::from_data(TensorData::new(zeros, shape), &device);
+        assert_eq!(bits(process_in_if_nonzero(LatentFormat::Wan21, empty.clone()).unwrap()), bits(empty));
     }
 }
