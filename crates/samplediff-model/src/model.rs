@@ -59,7 +59,21 @@ impl QwenImageModel {
         options: &LoadOptions,
         device: &Device,
     ) -> Result<(Self, Vec<LoraReport>)> {
+        Self::load_merging_on(file, loras, options, device, device)
+    }
+
+    /// [`Self::load`] with the LoRA merge on `merge_device`: each patched weight is merged there,
+    /// read back to round it to its storage dtype, and uploaded to `device`. WebGPU in a browser
+    /// cannot read back synchronously, so the wasm build merges on the CPU device.
+    pub fn load_merging_on(
+        file: &TensorFile,
+        loras: &[LoraSpec<'_>],
+        options: &LoadOptions,
+        device: &Device,
+        merge_device: &Device,
+    ) -> Result<(Self, Vec<LoraReport>)> {
         let (w, reports) = Weights::new(file, loras, options.precision, options.weight_dtype, device)?;
+        let w = w.merging_on(merge_device);
         let config = QwenConfig::infer(|p| w.shape(p), w.paths(), options.rope_axes)?;
         let c = &config;
         let dim = c.inner_dim;

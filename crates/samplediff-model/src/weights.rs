@@ -7,8 +7,9 @@
 //! 2. round to the **storage dtype** (`load_state_dict`'s round-to-nearest-even cast): the
 //!    `weight_dtype` override if given (UNETLoader's `fp8_e4m3fn` …), else the file's fp8 dtype
 //!    for an fp8 file, else the compute dtype;
-//! 3. if LoRA patches target it: merge in float32 on the device and round to the storage dtype once
-//!    more (stochastic rounding with the CRC32-seeded CPU generator for fp8), see
+//! 3. if LoRA patches target it: merge in float32 on the merge device (the model's device unless
+//!    [`Weights::merging_on`] names another), read back and round to the storage dtype once more
+//!    (stochastic rounding with the CRC32-seeded CPU generator for fp8), see
 //!    [`samplediff_chain::lora`];
 //! 4. upload in the compute dtype (exact: storage values are representable in it, except for an
 //!    explicit f32 storage under bf16 compute, which rounds like ComfyUI's `manual_cast`).
@@ -73,6 +74,8 @@ pub struct Weights<'a> {
     precision: Precision,
     weight_dtype: Option<StorageDType>,
     device: Device,
+    /// Where LoRA merges run (their results are read back synchronously).
+    merge_device: Device,
 }
 
 /// Parameter path of a checkpoint key: ComfyUI accepts bare keys and the `model.diffusion_model.`
@@ -101,8 +104,17 @@ impl<'a> Weights<'a> {
             let load = patches.add_lora(&decoded, &key_map, spec.strength)?;
             reports.push(LoraReport { patched: load.patched, unused_keys: load.unused_keys });
         }
-        let weights = Self { tensors, patches, precision, weight_dtype, device: device.clone() };
+        let weights =
+            Self { tensors, patches, precision, weight_dtype, device: device.clone(), merge_device: device.clone() };
         Ok((weights, reports))
+    }
+
+    /// Merges LoRA patches on `device` instead of the model's device; the merged weights are
+    /// uploaded to the model's device as usual. For a device that cannot read back synchronously
+    /// (WebGPU in a browser): merge on the CPU.
+    pub fn merging_on(mut self, device: &Device) -> Self {
+        self.merge_device = device.clone();
+        self
     }
 
     pub fn shape(&self, path: &str) -> Option<&'a [usize]> {
@@ -151,8 +163,8 @@ impl<'a> Weights<'a> {
         let patches = self.patches.get(&key);
         if !patches.is_empty() {
             let merged = match shape.len() {
-                1 => read(merge_weight(self.upload_f32::<1>(&values, &shape), patches, &key)?),
-                2 => read(merge_weight(self.upload_f32::<2>(&values, &shape), patches, &key)?),
+                1 => read(merge_weight(self.upload_for_merge::<1>(&values, &shape), patches, &key)?),
+                2 => read(merge_weight(self.upload_for_merge::<2>(&values, &shape), patches, &key)?),
                 _ => return Err(checkpoint(format!("{path}: LoRA on a rank-{} tensor", shape.len()))),
             };
             values = merged;
@@ -161,8 +173,8 @@ impl<'a> Weights<'a> {
         Ok((values, shape))
     }
 
-    fn upload_f32<const D: usize>(&self, values: &[f32], shape: &[usize]) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), (&self.device, DType::F32))
+    fn upload_for_merge<const D: usize>(&self, values: &[f32], shape: &[usize]) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), (&self.merge_device, DType::F32))
     }
 
     /// A 1-D parameter in the compute dtype.
