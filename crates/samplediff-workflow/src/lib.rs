@@ -6,6 +6,10 @@
 //! LoRA merged, samples with the chain and returns a trace holding `latent_out`, every
 //! `stepNNN.*` and `callNNN.*`. The CLI's `run` and `check-backends`, and the tests, all come
 //! through here, so every front end runs the same code. No filesystem: callers pass the files.
+//!
+//! [`run_async`] is the same run for a device that cannot read back synchronously (WebGPU in a
+//! browser): nothing on the sampling path reads a tensor back, so the only difference is where
+//! the two readbacks of a run happen (the LoRA merge, on a CPU device; the trace, at the end).
 
 pub mod replay;
 
@@ -98,6 +102,35 @@ pub struct RunOptions {
 /// Runs the workflow and returns its trace (settings, conditioning, `latent_in`, `noise`,
 /// `sigmas`, every step and model call, `latent_out`).
 pub fn run(workflow: &Workflow, files: &ModelFiles<'_>, options: &RunOptions) -> Result<Trace> {
+    sample(workflow, files, options, Readback::Blocking)?.finish().map_err(|e| e.to_string())
+}
+
+/// [`run`] on a device that cannot read back synchronously (burn-wgpu on WebGPU in a browser):
+/// the LoRA is merged on `merge_device` (a CPU device) and the merged weights uploaded, and the
+/// trace's tensors stay on `options.device` until the run is over, then come back in one
+/// asynchronous read. Same chain, same model, same trace layout as [`run`].
+pub async fn run_async(
+    workflow: &Workflow,
+    files: &ModelFiles<'_>,
+    options: &RunOptions,
+    merge_device: &Device,
+) -> Result<Trace> {
+    let recorder = sample(workflow, files, options, Readback::Deferred { merge_device })?;
+    recorder.finish_async().await.map_err(|e| e.to_string())
+}
+
+/// When a run's tensors come back to the host.
+#[derive(Clone, Copy)]
+enum Readback<'a> {
+    /// As they are made, synchronously: LoRA merged on the run's device, trace recorded on the host.
+    Blocking,
+    /// Never synchronously from the run's device: LoRA merged on `merge_device`, trace kept on the
+    /// device for the caller to read when the run is over.
+    Deferred { merge_device: &'a Device },
+}
+
+/// The whole run, up to a recorder holding its trace (read back or not, per `readback`).
+fn sample(workflow: &Workflow, files: &ModelFiles<'_>, options: &RunOptions, readback: Readback<'_>) -> Result<TraceRecorder> {
     let device = &options.device;
     let s = &workflow.settings;
     let loras: Vec<LoraSpec<'_>> = match (&workflow.lora, files.lora) {
@@ -106,7 +139,12 @@ pub fn run(workflow: &Workflow, files: &ModelFiles<'_>, options: &RunOptions) ->
         _ => Vec::new(),
     };
     let load = LoadOptions { rope_axes: options.rope_axes, precision: options.precision, weight_dtype: None };
-    let (model, _reports) = QwenImageModel::load(files.diffusion_model, &loras, &load, device).map_err(|e| e.to_string())?;
+    let merge_device = match readback {
+        Readback::Blocking => device,
+        Readback::Deferred { merge_device } => merge_device,
+    };
+    let (model, _reports) = QwenImageModel::load_merging_on(files.diffusion_model, &loras, &load, device, merge_device)
+        .map_err(|e| e.to_string())?;
 
     let positive = tensor3(&workflow.positive, device)?;
     let negative = workflow.negative.as_ref().map(|n| tensor3(n, device)).transpose()?;
@@ -124,6 +162,9 @@ pub fn run(workflow: &Workflow, files: &ModelFiles<'_>, options: &RunOptions) ->
 
     let latent = latent(&workflow.latent_in, device)?;
     let mut recorder = TraceRecorder::new(concat!("samplediff ", env!("CARGO_PKG_VERSION")));
+    if let Readback::Deferred { .. } = readback {
+        recorder = recorder.deferred();
+    }
     recorder.settings(settings_json(workflow));
     recorder.raw(renamed(&workflow.positive, "positive"));
     if let Some(n) = &workflow.negative {
@@ -158,7 +199,7 @@ pub fn run(workflow: &Workflow, files: &ModelFiles<'_>, options: &RunOptions) ->
         )
         .map_err(|e| e.to_string())?;
     recorder.tensor("latent_out", &out.to_5d()).map_err(|e| e.to_string())?;
-    recorder.finish().map_err(|e| e.to_string())
+    Ok(recorder)
 }
 
 /// The settings as the golden files store them (JSON values).
