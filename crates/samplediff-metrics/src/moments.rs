@@ -107,20 +107,35 @@ pub(crate) fn abs_diff(x: f64, y: f64) -> Option<f64> {
     (x.is_finite() && y.is_finite()).then(|| (x - y).abs())
 }
 
+/// Are all values of the block finite? (No early exit: the loop vectorises, and almost every
+/// block is finite, so the answer is nearly always found only at the end anyway.)
+#[inline(always)]
+pub(crate) fn all_finite(a: &[f64], b: &[f64]) -> bool {
+    a.iter().chain(b).fold(true, |ok, v| ok & v.is_finite())
+}
+
 impl Moments {
     /// The statistics of one run (`a`, `b` decoded, equal lengths). `floor`: the floored
     /// relative error's floor when already known.
-    #[inline(always)]
+    #[cfg(test)]
     pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
-        let mut m = if a.iter().chain(b).all(|v| v.is_finite()) {
-            Self::of_finite(a, b, tol, floor)
-        } else {
-            match floor {
-                Some(floor) => Self::of_lanes::<true>(a, b, tol, floor),
-                None => Self::of_lanes::<false>(a, b, tol, 0.0),
-            }
+        Self::of_block(a, b, tol, floor, all_finite(a, b))
+    }
+
+    /// The statistics of one run, when the caller knows whether it is all finite
+    /// ([`all_finite`]).
+    #[inline(always)]
+    pub fn of_block(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>, finite: bool) -> Self {
+        if finite {
+            let mut m = Self::of_finite(a, b, tol, floor);
+            m.centre::<true>(a, b);
+            return m;
+        }
+        let mut m = match floor {
+            Some(floor) => Self::of_lanes::<true>(a, b, tol, floor),
+            None => Self::of_lanes::<false>(a, b, tol, 0.0),
         };
-        m.centre(a, b);
+        m.centre::<false>(a, b);
         m
     }
 
@@ -191,8 +206,9 @@ impl Moments {
     }
 
     /// Moments about the block's own means: a second sweep over the block (in cache).
+    /// `FINITE`: the block has no NaN or Inf, so no pair needs masking.
     #[inline(always)]
-    fn centre(&mut self, a: &[f64], b: &[f64]) {
+    fn centre<const FINITE: bool>(&mut self, a: &[f64], b: &[f64]) {
         let n = self.c.finite;
         if n == 0 {
             return;
@@ -202,7 +218,7 @@ impl Moments {
             a,
             b,
             |x, y| {
-                let fin = x.is_finite() & y.is_finite();
+                let fin = FINITE || x.is_finite() & y.is_finite();
                 let (dx, dy) = (if fin { x - ma } else { 0.0 }, if fin { y - mb } else { 0.0 });
                 [dx * dx, dy * dy, dx * dy, 0.0]
             },
@@ -378,7 +394,7 @@ const LANES: usize = 4;
 
 /// How [`lanes4`] reduces one quantity.
 #[derive(Clone, Copy)]
-enum Op {
+pub(crate) enum Op {
     Add,
     Max,
     Min,
@@ -387,7 +403,7 @@ enum Op {
 /// Four quantities of every pair reduced over the block, element i in lane i % LANES, lanes
 /// combined in a fixed order. Few accumulators per loop: they stay in (vector) registers.
 #[inline(always)]
-fn lanes4(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; 4], ops: [Op; 4]) -> [f64; 4] {
+pub(crate) fn lanes4(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; 4], ops: [Op; 4]) -> [f64; 4] {
     let init = ops.map(|op| match op {
         Op::Add => 0.0,
         Op::Max => f64::NEG_INFINITY,

@@ -125,6 +125,30 @@ fn report_is_byte_identical_across_thread_counts() {
     }
 }
 
+/// Bytes the kernel reported reading for one comparison.
+fn bytes_read(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> u64 {
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let h = Host { threads: 2, progress: Some(Arc::new(move |n| _ = s.fetch_add(n, Ordering::Relaxed))) };
+    compare_tensors_host(a, b, opts, &h).unwrap();
+    seen.load(Ordering::Relaxed)
+}
+
+#[test]
+fn ordinary_data_is_read_once() {
+    // The sample predicts the percentile and ULP-median buckets and the default floor, so the
+    // main pass gathers what a second pass would have looked for (and the result is the same).
+    for (da, db) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16), (DType::F16, DType::F32)] {
+        let (a, b) = pair(11, &[1, 4, 3, 200, 150], da, db);
+        check(&a, &b, &CompareOptions::default());
+        assert_eq!(bytes_read(&a, &b, &CompareOptions::default()), pass_bytes(&a, &b), "{da:?}/{db:?}");
+    }
+    // A floor far from the sample's prediction: still exact, through a second pass.
+    let (a, b) = pair(12, &[400_000], DType::F32, DType::F32);
+    let opts = CompareOptions { rel_floor: Some(1e-9), ..Default::default() };
+    check(&a, &b, &opts);
+}
+
 #[test]
 fn progress_counts_every_byte_of_every_pass() {
     let (a, b) = pair(9, &[250_000], DType::BF16, DType::F32);

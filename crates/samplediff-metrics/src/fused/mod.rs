@@ -18,6 +18,7 @@
 
 mod decades;
 mod decode;
+mod predict;
 mod select;
 mod workers;
 
@@ -26,13 +27,14 @@ use std::sync::Arc;
 use samplediff_formats::RawTensor;
 
 use crate::compare::{Begin, begin, unravel};
-use crate::moments::{Floored, Moments, Tol, abs_diff};
+use crate::moments::{Floored, Moments, Tol, abs_diff, all_finite};
 use crate::options::CompareOptions;
 use crate::quantiles::{decade_histogram, percentiles, quantile_positions};
 use crate::report::{TensorReport, WorstElement};
 use crate::{Result, hints};
 use decades::Decades;
 use decode::{BLOCK, decode, ulp_distances};
+use predict::{BandSums, Gathered, Plan};
 use select::{FirstPass, PassOut, Request, Selection};
 pub use workers::available_threads;
 
@@ -81,7 +83,7 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
         Begin::Measure(r, tol) => (r, tol),
     };
     let k = Kernel::new(a, b, tol, opts, host);
-    let (parts, locals) = workers::run(k.chunks(), host.threads, Local::default, |l, c| k.main_pass(l, c));
+    let (parts, locals) = workers::run(k.chunks(), host.threads, || Local::new(&k.plan), |l, c| k.main_pass(l, c));
     let total = Total::merge(&k, parts, locals);
     let mut global = total.global;
     let n = global.c.finite;
@@ -98,7 +100,23 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
         m => vec![m / 2 - 1, m / 2],
     };
     let mut ulps = Selection::new(&ulp_ranks, &total.ulps, true);
+    // What the main pass gathered on the sample's prediction (see `predict`).
+    let g = total.gathered;
+    if let (Some(req), Some(out)) = (&k.plan.errors, g.errors) {
+        errors.resolve(req, out);
+    }
+    if let (Some(req), Some(out)) = (&k.plan.ulps, g.ulps) {
+        ulps.resolve(req, out);
+    }
     let mut floored = (opts.rel_floor.is_none() && n > 0).then_some(floor);
+    if let (Some(band), false) = (k.plan.band, g.band_overflow)
+        && floored.is_some()
+        && band.lo <= floor
+        && floor < band.hi
+    {
+        global.floored = total.band.floored(floor);
+        floored = None;
+    }
     loop {
         let (ra, ru) = (errors.request(), ulps.request());
         if ra.is_none() && ru.is_none() && floored.is_none() {
@@ -198,6 +216,8 @@ struct Kernel<'a> {
     ulp: bool,
     progress: Option<Progress>,
     release_chunks: bool,
+    /// What the main pass gathers so that no second pass is needed.
+    plan: Plan,
 }
 
 /// One chunk's share of the main pass, merged in chunk order.
@@ -210,19 +230,32 @@ struct Part {
     worst: Worst,
     ulp_max: u64,
     ulp_n: u64,
+    band: BandSums,
 }
 
-/// A worker's counts over all its chunks (integers: merge order does not matter).
-#[derive(Default)]
+/// A worker's counts over all its chunks (integers: merge order does not matter), and what it
+/// gathered on the plan (sets of values: order does not matter either).
 struct Local {
     errors: FirstPass,
     ulps: FirstPass,
     decades: Decades,
+    gathered: Gathered,
+}
+
+impl Local {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            errors: FirstPass::default(),
+            ulps: FirstPass::default(),
+            decades: Decades::default(),
+            gathered: Gathered::new(plan),
+        }
+    }
 }
 
 impl<'a> Kernel<'a> {
     fn new(a: &'a RawTensor, b: &'a RawTensor, tol: Tol, opts: &CompareOptions, host: &Host) -> Self {
-        Self {
+        let mut k = Self {
             a,
             b,
             numel: a.numel(),
@@ -233,7 +266,10 @@ impl<'a> Kernel<'a> {
             ulp: a.dtype == b.dtype && a.dtype.is_float(),
             progress: host.progress.clone(),
             release_chunks: a.data.len() + b.data.len() > RELEASE_EACH_CHUNK_ABOVE,
-        }
+            plan: Plan::default(),
+        };
+        k.plan = Plan::new(&k, host.threads, opts.rel_floor.is_none());
+        k
     }
 
     fn chunks(&self) -> usize {
@@ -270,7 +306,9 @@ impl<'a> Kernel<'a> {
     fn main_pass(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
         self.blocks(c, |i, fa, fb, ba, bb| {
-            let m = Moments::of(fa, fb, self.tol, self.floor);
+            // Almost every block is all finite: its loops then need no masks.
+            let finite = all_finite(fa, fb);
+            let m = Moments::of_block(fa, fb, self.tol, self.floor, finite);
             part.global.merge(&m);
             if let Some((step, n)) = self.slicing.channels {
                 merge_into(&mut part.channels, (i / step) % n, &m);
@@ -278,26 +316,52 @@ impl<'a> Kernel<'a> {
             if let Some((step, n)) = self.slicing.frames {
                 merge_into(&mut part.frames, (i / step) % n, &m);
             }
-            for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
-                if let Some(d) = abs_diff(x, y) {
-                    l.errors.add(d, j);
-                    if d > 0.0 {
-                        l.decades.add(d);
-                    }
-                    part.worst.offer(d, i + j, x, y, self.top_k);
-                }
+            if let Some(band) = self.plan.band {
+                part.band.add(fa, fb, band, &mut l.gathered);
+            }
+            if finite {
+                self.errors::<true>(l, &mut part, i, fa, fb);
+            } else {
+                self.errors::<false>(l, &mut part, i, fa, fb);
             }
             if self.ulp {
                 let (mut max, mut n) = (part.ulp_max, 0);
-                ulp_distances(self.a.dtype, ba, bb, |d| {
+                let mut gather = self.plan.ulps.as_ref().zip(l.gathered.ulps.as_mut());
+                ulp_distances(self.a.dtype, ba, bb, finite, |d| {
                     l.ulps.add(d as f64, n as usize);
+                    if let Some((req, out)) = &mut gather {
+                        req.offer(d as f64, out);
+                    }
                     max = max.max(d);
                     n += 1;
                 });
                 (part.ulp_max, part.ulp_n) = (max, part.ulp_n + n);
             }
+            l.gathered.check(&self.plan);
         });
         part
+    }
+
+    /// The per-element error statistics of one block starting at element `i`: the error
+    /// histogram, decades, worst elements and what the plan gathers. `FINITE`: no pair of the
+    /// block has a NaN or Inf.
+    #[inline(always)]
+    fn errors<const FINITE: bool>(&self, l: &mut Local, part: &mut Part, i: usize, fa: &[f64], fb: &[f64]) {
+        let mut gather = self.plan.errors.as_ref().zip(l.gathered.errors.as_mut());
+        for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
+            if !FINITE && !(x.is_finite() && y.is_finite()) {
+                continue;
+            }
+            let d = (x - y).abs();
+            l.errors.add(d, j);
+            if d > 0.0 {
+                l.decades.add(d);
+            }
+            part.worst.offer(d, i + j, x, y, self.top_k);
+            if let Some((req, out)) = &mut gather {
+                req.offer(d, out);
+            }
+        }
     }
 
     /// A later pass over chunk `c`: values for the order statistics, and the floored errors
@@ -325,7 +389,7 @@ impl<'a> Kernel<'a> {
                 }
             }
             if wants_ulps {
-                ulp_distances(self.a.dtype, ba, bb, |d| req_u.offer(d as f64, out_u));
+                ulp_distances(self.a.dtype, ba, bb, false, |d| req_u.offer(d as f64, out_u));
             }
         });
         floored
@@ -351,6 +415,8 @@ struct Total {
     decades: Decades,
     ulp_max: u64,
     ulp_n: u64,
+    gathered: Gathered,
+    band: BandSums,
 }
 
 impl Total {
@@ -365,6 +431,8 @@ impl Total {
             decades: Decades::default(),
             ulp_max: 0,
             ulp_n: 0,
+            gathered: Gathered::new(&Plan::default()),
+            band: BandSums::default(),
         };
         let mut worst = Worst::default();
         for p in parts {
@@ -374,16 +442,20 @@ impl Total {
                     list.iter().for_each(|(s, m)| acc[*s].merge(m));
                 }
             }
-            p.worst.0.into_iter().for_each(|w| worst.offer(w.d, w.index, w.a, w.b, k.top_k));
+            p.worst.list.into_iter().for_each(|w| worst.offer(w.d, w.index, w.a, w.b, k.top_k));
             t.ulp_max = t.ulp_max.max(p.ulp_max);
             t.ulp_n += p.ulp_n;
+            t.band.merge(p.band);
         }
-        t.worst = worst.0;
+        t.worst = worst.list;
+        let mut gathered = Vec::with_capacity(locals.len());
         for l in locals {
             t.errors.merge(&l.errors);
             t.ulps.merge(&l.ulps);
             t.decades.merge(&l.decades);
+            gathered.push(l.gathered);
         }
+        t.gathered = Gathered::merge(gathered);
         t
     }
 }
@@ -404,18 +476,31 @@ impl Candidate {
 }
 
 /// The k largest errors seen, largest first, ties by index (the reference's order).
-#[derive(Default)]
-struct Worst(Vec<Candidate>);
+struct Worst {
+    list: Vec<Candidate>,
+    /// The smallest error of a full list (-inf before): anything below it is turned away by
+    /// one comparison, which is nearly every element.
+    gate: f64,
+}
+
+impl Default for Worst {
+    fn default() -> Self {
+        Self { list: vec![], gate: f64::NEG_INFINITY }
+    }
+}
 
 impl Worst {
     #[inline(always)]
     fn offer(&mut self, d: f64, index: usize, a: f64, b: f64, k: usize) {
-        if k == 0 || (self.0.len() == k && !ranks_above(d, index, self.0[k - 1])) {
+        if d < self.gate || k == 0 || (self.list.len() == k && !ranks_above(d, index, self.list[k - 1])) {
             return;
         }
-        let at = self.0.partition_point(|w| ranks_above(w.d, w.index, Candidate { d, index, a, b }));
-        self.0.insert(at, Candidate { d, index, a, b });
-        self.0.truncate(k);
+        let at = self.list.partition_point(|w| ranks_above(w.d, w.index, Candidate { d, index, a, b }));
+        self.list.insert(at, Candidate { d, index, a, b });
+        self.list.truncate(k);
+        if self.list.len() == k {
+            self.gate = self.list[k - 1].d;
+        }
     }
 }
 

@@ -133,7 +133,26 @@ pub(crate) struct PassOut {
     sub: Vec<Histogram>,
 }
 
+/// The first-level keys under which some of `prefixes` (at `level`) lie, one bit per key.
+fn wanted16<'a>(prefixes: impl Iterator<Item = &'a u64>, level: usize) -> Vec<u64> {
+    let mut wanted = vec![0; (1 << 16) / 64];
+    for &prefix in prefixes {
+        let k16 = (prefix >> (SHIFTS[0] - SHIFTS[level])) as usize;
+        wanted[k16 / 64] |= 1 << (k16 % 64);
+    }
+    wanted
+}
+
 impl Request {
+    /// A first-level request that keeps every value under the 16-bit `keys`: what the main
+    /// pass gathers in passing when the buckets are predicted ([`super::predict`]).
+    pub fn keep16(mut keys: Vec<u64>) -> Self {
+        keys.sort_unstable();
+        keys.dedup();
+        let wanted16 = wanted16(keys.iter(), 0);
+        Request { level: 0, collect: keys, refine: vec![], wanted16 }
+    }
+
     pub fn out(&self) -> PassOut {
         PassOut { collected: vec![vec![]; self.collect.len()], sub: vec![Histogram::default(); self.refine.len()] }
     }
@@ -157,6 +176,11 @@ impl Request {
 }
 
 impl PassOut {
+    /// Values kept so far.
+    pub fn kept(&self) -> usize {
+        self.collected.iter().map(Vec::len).sum()
+    }
+
     pub fn merge(&mut self, o: PassOut) {
         for (x, y) in self.collected.iter_mut().zip(o.collected) {
             x.extend(y);
@@ -220,11 +244,7 @@ impl Selection {
         }
         req.collect.sort_unstable();
         req.refine.sort_unstable();
-        req.wanted16 = vec![0; (1 << 16) / 64];
-        for &prefix in req.collect.iter().chain(&req.refine) {
-            let k16 = (prefix >> (SHIFTS[0] - SHIFTS[level])) as usize;
-            req.wanted16[k16 / 64] |= 1 << (k16 % 64);
-        }
+        req.wanted16 = wanted16(req.collect.iter().chain(&req.refine), level);
         Some(req)
     }
 
