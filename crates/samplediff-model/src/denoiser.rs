@@ -40,10 +40,10 @@ impl QwenDenoiser {
         let context = Tensor::cat(contexts.iter().map(|c| per_batch(c)).collect::<Result<Vec<_>>>()?, 0);
         let xs = Tensor::cat(vec![x.clone(); contexts.len()], 0);
         // `ModelSamplingDiscreteFlow.timestep`: σ · multiplier in float32.
-        let timestep = Tensor::<1>::full([b * contexts.len()], sigma * self.multiplier, (device, burn::tensor::DType::F32));
+        let timestep = vec![sigma * self.multiplier; b * contexts.len()];
         let v = self
             .model
-            .forward(xs.to_device(device), timestep, context.to_device(device))
+            .forward(xs.to_device(device), &timestep, context.to_device(device))
             .map_err(|e| ChainError::Model(e.to_string()))?;
         Ok(v.chunk(contexts.len(), 0))
     }

@@ -144,9 +144,10 @@ impl QwenImageModel {
     }
 
     /// One model evaluation: `x: [B, C, 1, H, W]` (any float dtype, cast to the compute dtype as
-    /// `BaseModel._apply_model` does), `timestep: [B]` (σ times the model-sampling multiplier,
-    /// float32), `context: [B, L, joint_dim]`. Returns the velocity `[B, C, 1, H, W]` as float32.
-    pub fn forward(&self, x: Tensor<5>, timestep: Tensor<1>, context: Tensor<3>) -> Result<Tensor<5>> {
+    /// `BaseModel._apply_model` does), `timestep`: one float32 per batch item (σ times the
+    /// model-sampling multiplier; host values, see [`crate::embed::timestep_sinusoid`] for why),
+    /// `context: [B, L, joint_dim]`. Returns the velocity `[B, C, 1, H, W]` as float32.
+    pub fn forward(&self, x: Tensor<5>, timestep: &[f32], context: Tensor<3>) -> Result<Tensor<5>> {
         let c = &self.config;
         let [b, ch, t, h, w] = x.dims();
         let [cb, text_len, cd] = context.dims();
@@ -156,8 +157,8 @@ impl QwenImageModel {
         if cb != b || cd != c.joint_dim {
             return Err(invalid(format!("context [{cb}, {text_len}, {cd}] does not fit batch {b} and width {}", c.joint_dim)));
         }
-        if timestep.dims() != [b] {
-            return Err(invalid(format!("timestep of shape {:?} for batch {b}", timestep.dims())));
+        if timestep.len() != b {
+            return Err(invalid(format!("{} timesteps for batch {b}", timestep.len())));
         }
         if h == 0 || w == 0 {
             return Err(invalid("empty latent"));

@@ -114,7 +114,7 @@ fn first_call_error(file: &str, strength: Option<f64>, precision: Precision) -> 
     let model = load_model(&wf, strength, precision, &device);
     let x = tensor::<5>(&wf, "call000.x", &device);
     let sigma = wf.get("call000.sigma").unwrap().to_f32_vec()[0];
-    let v = model.forward(x.clone(), Tensor::full([1], sigma, &device), tensor(&wf, "positive", &device)).unwrap();
+    let v = model.forward(x.clone(), &[sigma], tensor(&wf, "positive", &device)).unwrap();
     max_abs(x - v.mul_scalar(sigma), tensor(&wf, "call000.cond_denoised", &device))
 }
 

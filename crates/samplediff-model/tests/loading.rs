@@ -29,7 +29,7 @@ fn velocity(model: &QwenImageModel, device: &Device) -> Vec<f32> {
     let ctx: Vec<f32> = (0..3 * 48).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
     let x = Tensor::<5>::from_data(TensorData::new(x, [1, 16, 1, 5, 4]), device);
     let ctx = Tensor::<3>::from_data(TensorData::new(ctx, [1, 3, 48]), device);
-    let v = model.forward(x, Tensor::full([1], 0.7, device), ctx).unwrap();
+    let v = model.forward(x, &[0.7], ctx).unwrap();
     assert_eq!(v.dims(), [1, 16, 1, 5, 4]);
     v.into_data().try_to_vec::<f32>().unwrap()
 }
@@ -71,7 +71,7 @@ fn wrong_rope_axes_and_shapes_are_errors() {
     let (model, _) = QwenImageModel::load(&tiny(), &[], &options(), &device).unwrap();
     let x = Tensor::<5>::zeros([1, 4, 1, 4, 4], &device);
     let ctx = Tensor::<3>::zeros([1, 2, 48], &device);
-    assert!(model.forward(x, Tensor::zeros([1], &device), ctx).is_err());
+    assert!(model.forward(x, &[0.0], ctx).is_err());
 }
 
 #[test]
