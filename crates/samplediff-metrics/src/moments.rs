@@ -164,7 +164,7 @@ impl Moments {
             b,
             |x, y| {
                 let (d, ay) = ((x - y).abs(), y.abs());
-                [x * y, (d <= ay * tol.rtol + tol.atol) as u8 as f64, (y == 0.0) as u8 as f64, 0.0]
+                [x * y, one_if(d <= ay * tol.rtol + tol.atol), one_if(y == 0.0), 0.0]
             },
             [Op::Add; 4],
         );
@@ -437,6 +437,12 @@ pub(crate) fn lanes4(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; 4], ops
         Op::Max => acc[q].into_iter().fold(f64::NEG_INFINITY, f64::max),
         Op::Min => acc[q].into_iter().fold(f64::INFINITY, f64::min),
     })
+}
+
+/// 1.0 or 0.0: a select, which vectorises (a `bool as f64` conversion does not).
+#[inline(always)]
+pub(crate) fn one_if(c: bool) -> f64 {
+    if c { 1.0 } else { 0.0 }
 }
 
 /// Sum of the lanes in a fixed order.

@@ -125,6 +125,23 @@ fn report_is_byte_identical_across_thread_counts() {
     }
 }
 
+#[test]
+fn the_avx2_build_gives_the_baseline_builds_bits() {
+    let opts = CompareOptions::default();
+    for (shape, da, db) in [
+        (&[1, 4, 3, 200, 150][..], DType::F32, DType::F32),
+        (&[2, 16, 50, 70][..], DType::BF16, DType::BF16),
+        (&[300_001][..], DType::F16, DType::F32),
+    ] {
+        let (a, b) = pair(21, shape, da, db);
+        let json = || serde_json::to_string(&compare_tensors_host(&a, &b, &opts, &host(2)).unwrap()).unwrap();
+        samplediff_metrics::fused::allow_avx2(false);
+        let baseline = json();
+        samplediff_metrics::fused::allow_avx2(true);
+        assert_eq!(json(), baseline, "{da:?}/{db:?}");
+    }
+}
+
 /// Bytes the kernel reported reading for one comparison.
 fn bytes_read(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> u64 {
     let seen = Arc::new(AtomicU64::new(0));

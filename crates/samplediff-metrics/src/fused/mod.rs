@@ -47,6 +47,16 @@ const CHUNK: usize = 1 << 16;
 /// [`crate::compare_files`] once compared. Either way memory stays bounded whatever the files' size.
 const RELEASE_EACH_CHUNK_ABOVE: usize = 512 << 20;
 
+/// Whether the main pass may use its AVX2 build (see [`allow_avx2`]).
+static AVX2_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Allow or forbid the AVX2 build of the main pass, for tests and measurements that hold the
+/// baseline build against it (both give the same bits).
+#[doc(hidden)]
+pub fn allow_avx2(on: bool) {
+    AVX2_ALLOWED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Called with the number of input bytes (both sides) each finished chunk has read.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -276,23 +286,10 @@ impl<'a> Kernel<'a> {
         self.numel.div_ceil(CHUNK)
     }
 
-    /// Decode the blocks of chunk `c` in order and hand each (start, len, a, b) to `f`; blocks
-    /// never straddle a run.
-    #[inline(always)]
-    fn blocks(&self, c: usize, mut f: impl FnMut(usize, &[f64], &[f64], &[u8], &[u8])) {
+    /// After the last block of chunk `c`: give its pages back (big inputs) and report progress.
+    fn finish_chunk(&self, c: usize) {
         let (sa, sb) = (self.a.dtype.size(), self.b.dtype.size());
-        let (mut fa, mut fb) = ([0.0; BLOCK], [0.0; BLOCK]);
-        let end = ((c + 1) * CHUNK).min(self.numel);
-        let mut i = c * CHUNK;
-        while i < end {
-            let len = BLOCK.min(end - i).min(self.slicing.run_left(i));
-            let (ba, bb) = (&self.a.data[i * sa..(i + len) * sa], &self.b.data[i * sb..(i + len) * sb]);
-            decode(self.a.dtype, ba, &mut fa[..len]);
-            decode(self.b.dtype, bb, &mut fb[..len]);
-            f(i, &fa[..len], &fb[..len], ba, bb);
-            i += len;
-        }
-        let start = c * CHUNK;
+        let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(self.numel));
         if self.release_chunks {
             self.a.data.slice(start * sa..end * sa).release();
             self.b.data.slice(start * sb..end * sb).release();
@@ -302,10 +299,33 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    /// The main pass over chunk `c`.
+    /// The main pass over chunk `c`, compiled for AVX2 where the CPU has it.
     fn main_pass(&self, l: &mut Local, c: usize) -> Part {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && AVX2_ALLOWED.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.main_pass_avx2(l, c) };
+        }
+        self.main_pass_body::<false>(l, c)
+    }
+
+    /// The lane loops vectorise 4 wide in AVX2 (2 wide in the baseline's SSE2): about a third
+    /// of the instructions. No FMA is enabled and Rust never reorders float operations, so the
+    /// results are the same bits either way.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn main_pass_avx2(&self, l: &mut Local, c: usize) -> Part {
+        self.main_pass_body::<true>(l, c)
+    }
+
+    /// The main pass (`_AVX2`: one instantiation per caller, so that every closure inside is
+    /// inlined into the function compiled for its instruction set).
+    #[inline(always)]
+    fn main_pass_body<const _AVX2: bool>(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
-        self.blocks(c, |i, fa, fb, ba, bb| {
+        let mut blocks = Blocks::new(self, c);
+        let mut ulps = [0u64; BLOCK];
+        while let Some((i, fa, fb, ba, bb)) = blocks.next() {
             // Almost every block is all finite: its loops then need no masks.
             let finite = all_finite(fa, fb);
             let m = Moments::of_block(fa, fb, self.tol, self.floor, finite);
@@ -325,20 +345,27 @@ impl<'a> Kernel<'a> {
                 self.errors::<false>(l, &mut part, i, fa, fb);
             }
             if self.ulp {
-                let (mut max, mut n) = (part.ulp_max, 0);
-                let mut gather = self.plan.ulps.as_ref().zip(l.gathered.ulps.as_mut());
+                // Distances into a buffer first (a tight loop), then counted: one closure
+                // call per element would not be inlined.
+                let mut n = 0;
                 ulp_distances(self.a.dtype, ba, bb, finite, |d| {
-                    l.ulps.add(d as f64, n as usize);
+                    ulps[n] = d;
+                    n += 1;
+                });
+                let mut max = part.ulp_max;
+                let mut gather = self.plan.ulps.as_ref().zip(l.gathered.ulps.as_mut());
+                for (j, &d) in ulps[..n].iter().enumerate() {
+                    l.ulps.add(d as f64, j);
                     if let Some((req, out)) = &mut gather {
                         req.offer(d as f64, out);
                     }
                     max = max.max(d);
-                    n += 1;
-                });
-                (part.ulp_max, part.ulp_n) = (max, part.ulp_n + n);
+                }
+                (part.ulp_max, part.ulp_n) = (max, part.ulp_n + n as u64);
             }
             l.gathered.check(&self.plan);
-        });
+        }
+        self.finish_chunk(c);
         part
     }
 
@@ -377,7 +404,8 @@ impl<'a> Kernel<'a> {
         let mut floored = Floored::default();
         let wants_errors = !(req_a.collect.is_empty() && req_a.refine.is_empty());
         let wants_ulps = self.ulp && !(req_u.collect.is_empty() && req_u.refine.is_empty());
-        self.blocks(c, |_, fa, fb, ba, bb| {
+        let mut blocks = Blocks::new(self, c);
+        while let Some((_, fa, fb, ba, bb)) = blocks.next() {
             if let Some(floor) = floor {
                 floored.merge(&Floored::of(fa, fb, floor));
             }
@@ -391,8 +419,44 @@ impl<'a> Kernel<'a> {
             if wants_ulps {
                 ulp_distances(self.a.dtype, ba, bb, false, |d| req_u.offer(d as f64, out_u));
             }
-        });
+        }
+        self.finish_chunk(c);
         floored
+    }
+}
+
+/// The blocks of one chunk in order, each decoded into buffers that stay in L1; blocks never
+/// straddle a run. A loop over [`Blocks::next`] rather than a callback, so that a pass keeps
+/// its whole body in one function, compiled for one instruction set.
+struct Blocks<'k, 'a> {
+    k: &'k Kernel<'a>,
+    i: usize,
+    end: usize,
+    fa: [f64; BLOCK],
+    fb: [f64; BLOCK],
+}
+
+impl<'k, 'a> Blocks<'k, 'a> {
+    fn new(k: &'k Kernel<'a>, c: usize) -> Self {
+        Self { k, i: c * CHUNK, end: ((c + 1) * CHUNK).min(k.numel), fa: [0.0; BLOCK], fb: [0.0; BLOCK] }
+    }
+
+    /// The next block: its first element's index, its values and its bytes.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Option<(usize, &[f64], &[f64], &'a [u8], &'a [u8])> {
+        let (k, i) = (self.k, self.i);
+        if i >= self.end {
+            return None;
+        }
+        let (sa, sb) = (k.a.dtype.size(), k.b.dtype.size());
+        let len = BLOCK.min(self.end - i).min(k.slicing.run_left(i));
+        let (a, b): (&'a RawTensor, &'a RawTensor) = (k.a, k.b);
+        let (ba, bb) = (&a.data[i * sa..(i + len) * sa], &b.data[i * sb..(i + len) * sb]);
+        decode(k.a.dtype, ba, &mut self.fa[..len]);
+        decode(k.b.dtype, bb, &mut self.fb[..len]);
+        self.i += len;
+        Some((i, &self.fa[..len], &self.fb[..len], ba, bb))
     }
 }
 

@@ -14,7 +14,7 @@
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
 use super::select::{COLLECT_BUDGET, PassOut, Request, key16};
-use crate::moments::{Floored, Op, abs_diff, lanes4};
+use crate::moments::{Floored, Op, abs_diff, lanes4, one_if};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
 
@@ -233,7 +233,7 @@ impl BandSums {
             b,
             |x, y| {
                 let (hi, lo, fin, _, _) = sides(x, y);
-                [hi as u8 as f64, lo as u8 as f64, (fin & !hi & !lo) as u8 as f64, 0.0]
+                [one_if(hi), one_if(lo), one_if(fin & !hi & !lo), 0.0]
             },
             [Op::Add; 4],
         );
