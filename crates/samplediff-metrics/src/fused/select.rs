@@ -62,15 +62,21 @@ impl Histogram {
 
     /// The bucket holding ascending rank `rank` among the counted values, its count and the
     /// rank within it.
-    fn locate(&self, mut rank: u64) -> (u64, u64, u64) {
-        for (bucket, c) in self.totals().enumerate() {
-            if rank < c {
-                return (bucket as u64, c, rank);
-            }
-            rank -= c;
-        }
-        unreachable!("rank beyond the histogram's total")
+    fn locate(&self, rank: u64) -> (u64, u64, u64) {
+        locate(self.totals(), rank)
     }
+}
+
+/// The bucket of `totals` (counts in bucket order) holding ascending rank `rank`, its count and
+/// the rank within it.
+fn locate(totals: impl Iterator<Item = u64>, mut rank: u64) -> (u64, u64, u64) {
+    for (bucket, c) in totals.enumerate() {
+        if rank < c {
+            return (bucket as u64, c, rank);
+        }
+        rank -= c;
+    }
+    unreachable!("rank beyond the histogram's total")
 }
 
 /// The first pass's view of one stream: how many zeros, and the top-16-bit histogram of the rest.
@@ -81,19 +87,29 @@ pub(crate) struct FirstPass {
 }
 
 impl FirstPass {
-    /// One value, from the caller's lane `lane` (any number; see [`Histogram`]).
+    /// One value, from the caller's lane `lane` (any number; see [`Histogram`]). Branch-free:
+    /// a zero is counted and lands in bucket 0 too, whose total [`FirstPass::totals`] corrects
+    /// (data with many zeros would otherwise mispredict a branch every few elements).
     #[inline(always)]
     pub fn add(&mut self, v: f64, lane: usize) {
-        if v == 0.0 {
-            self.zero += 1;
-        } else {
-            self.hist.add(key16(v) as usize, lane);
-        }
+        self.zero += (v == 0.0) as u64;
+        self.hist.add(key16(v) as usize, lane);
+    }
+
+    /// Count of non-zero values per 16-bit key, in key order.
+    fn totals(&self) -> impl Iterator<Item = u64> + '_ {
+        self.hist.totals().enumerate().map(|(k, c)| if k == 0 { c - self.zero } else { c })
+    }
+
+    /// The key holding ascending rank `rank` among the non-zero values, its count and the rank
+    /// within it.
+    fn locate(&self, rank: u64) -> (u64, u64, u64) {
+        locate(self.totals(), rank)
     }
 
     /// How many non-zero values have a key below `key`.
     pub fn count_keys_below(&self, key: u64) -> u64 {
-        self.hist.totals().take(key as usize).sum()
+        self.totals().take(key as usize).sum()
     }
 
     pub fn merge(&mut self, o: &FirstPass) {
@@ -207,7 +223,7 @@ impl Selection {
                 if r < first.zero {
                     return Where::Known(0.0);
                 }
-                let (prefix, count, rank) = first.hist.locate(r - first.zero);
+                let (prefix, count, rank) = first.locate(r - first.zero);
                 let (lo, hi) = (f64::from_bits(prefix << SHIFTS[0]), f64::from_bits((prefix + 1) << SHIFTS[0]));
                 if integers && lo.fract() == 0.0 && hi - lo <= 1.0 {
                     return Where::Known(lo);
