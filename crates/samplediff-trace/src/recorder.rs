@@ -59,7 +59,13 @@ impl Entry {
 impl TraceRecorder {
     /// A recorder whose manifest names `tool` as the writer.
     pub fn new(tool: impl Into<String>) -> Self {
-        Self { settings: BTreeMap::new(), manifest: Manifest::new(tool), tensors: Vec::new(), deferred: false, error: None }
+        Self {
+            settings: BTreeMap::new(),
+            manifest: Manifest::new(tool),
+            tensors: Vec::new(),
+            deferred: false,
+            error: None,
+        }
     }
 
     /// Keeps every tensor recorded from now on on its device, to be read back when the trace is
@@ -150,7 +156,7 @@ impl TraceRecorder {
         let read = if pending.is_empty() {
             Ok(Vec::new())
         } else {
-            pending.into_iter().fold(Transaction::default(), Transaction::register).execute_async().await.map_err(read_error)
+            transaction(pending).execute_async().await.map_err(read_error)
         };
         self.assemble(read)
     }
@@ -174,7 +180,8 @@ impl TraceRecorder {
             .map(|e| match e {
                 Entry::Host(t) => Ok(t.clone()),
                 Entry::Device { name, shape, .. } => {
-                    let data = read.next().ok_or_else(|| TraceError::Chain("a deferred tensor was not read back".into()))?;
+                    let data =
+                        read.next().ok_or_else(|| TraceError::Chain("a deferred tensor was not read back".into()))?;
                     let values = data.try_into_vec_as::<f32>().map_err(read_error)?;
                     Ok(RawTensor::from_f32(name.clone(), shape.clone(), &values))
                 }
@@ -219,7 +226,12 @@ fn read_sync(pending: Vec<Tensor<1>>) -> Result<Vec<TensorData>> {
     if pending.is_empty() {
         return Ok(Vec::new());
     }
-    pending.into_iter().fold(Transaction::default(), Transaction::register).try_execute().map_err(read_error)
+    transaction(pending).try_execute().map_err(read_error)
+}
+
+/// One read of every pending tensor (a single submission on a GPU).
+fn transaction(pending: Vec<Tensor<1>>) -> Transaction {
+    pending.into_iter().fold(Transaction::default(), Transaction::register)
 }
 
 fn read_error(e: impl std::fmt::Debug) -> TraceError {

@@ -63,7 +63,9 @@ fn run_async_records_the_blocking_runs_trace() {
     // The CPU backend's reads are ready at once: one poll finishes the run.
     let merge_device = Device::flex();
     let run = pin!(run_async(&wf, &files, &options, &merge_device));
-    let Poll::Ready(deferred) = run.poll(&mut Context::from_waker(Waker::noop())) else { panic!("the CPU run was not ready") };
+    let Poll::Ready(deferred) = run.poll(&mut Context::from_waker(Waker::noop())) else {
+        panic!("the CPU run was not ready")
+    };
     let deferred = deferred.unwrap().to_file();
 
     let names = |f: &TensorFile| f.tensors.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
