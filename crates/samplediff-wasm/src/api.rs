@@ -176,6 +176,33 @@ pub fn run_workflow(
     js(|| crate::workflows::run_workflow(workflow, model, lora, rope_axes))
 }
 
+/// `runWorkflow` on WebGPU (burn-wgpu; WebGPU is initialised on first use): resolves to the same
+/// trace layout, rejects with the reason when the browser offers no WebGPU. The LoRA is merged on
+/// the CPU; the trace is read back from the GPU once, when the run is over.
+#[wasm_bindgen(js_name = runWorkflowWebGpu, unchecked_return_type = "Promise<Uint8Array>")]
+pub fn run_workflow_webgpu(
+    workflow: Vec<u8>,
+    model: Vec<u8>,
+    lora: Option<Vec<u8>>,
+    #[wasm_bindgen(js_name = ropeAxes)] rope_axes: Option<Vec<usize>>,
+) -> js_sys::Promise {
+    install_panic_hook();
+    #[cfg(target_arch = "wasm32")]
+    {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let bytes = crate::workflows::run_workflow_webgpu(workflow, model, lora, rope_axes)
+                .await
+                .map_err(|e| js_sys::Error::new(&e))?;
+            Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (workflow, model, lora, rope_axes);
+        js_sys::Promise::reject(&js_sys::Error::new("WebGPU exists only in the browser build").into())
+    }
+}
+
 /// Two files held for one comparison: read once, then report, heatmaps and previews.
 #[wasm_bindgen]
 pub struct Comparison {

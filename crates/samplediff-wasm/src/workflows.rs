@@ -1,16 +1,19 @@
-//! The golden workflows inside wasm (issues 3 and 4), on burn's CPU backend (flex):
+//! The golden workflows inside wasm (issues 3 and 4):
 //!
 //! * [`replay`]: a recorded run driven through the reference chain with its recorded model
-//!   predictions, as `samplediff replay WF -o OUT` (same core function, same output file);
-//! * [`run_workflow`]: the whole workflow from scratch with the burn model, as `samplediff run WF
-//!   -o OUT` (same core function, same trace), so a folder of these files is a column of
-//!   `samplediff check-backends --include wasm-cpu=DIR`.
-//!
-//! Only the CPU backend: the chain, the LoRA merge and the trace recorder read tensors back
-//! synchronously, which WebGPU in a browser cannot do (its reads are asynchronous).
+//!   predictions on burn's CPU backend (flex), as `samplediff replay WF -o OUT` (same core
+//!   function, same output file);
+//! * [`run_workflow`]: the whole workflow from scratch with the burn model on the CPU backend, as
+//!   `samplediff run WF -o OUT` (same core function, same trace), so a folder of these files is a
+//!   column of `samplediff check-backends --include wasm-cpu=DIR`;
+//! * [`run_workflow_webgpu`] (browser build): the same run on burn-wgpu's WebGPU device through
+//!   the core's asynchronous front end (`samplediff_workflow::run_async`: WebGPU buffers can only
+//!   be read asynchronously), the `wasm-webgpu` column.
 
 use std::collections::BTreeMap;
 
+use burn::tensor::Device;
+use samplediff_formats::TensorFile;
 use samplediff_model::{Precision, QWEN_IMAGE_ROPE_AXES};
 use samplediff_workflow::replay::replay_file;
 use samplediff_workflow::{ModelFiles, RunOptions, Workflow};
@@ -20,6 +23,43 @@ use crate::files::Loaded;
 
 /// What the outputs' metadata names as the backend.
 pub const BACKEND: &str = "wasm-cpu";
+
+/// The inputs of a run, decoded: what both run exports take.
+struct RunInputs {
+    workflow: Workflow,
+    model: TensorFile,
+    lora: Option<TensorFile>,
+    rope_axes: [usize; 3],
+}
+
+impl RunInputs {
+    fn read(
+        workflow: Vec<u8>,
+        model: Vec<u8>,
+        lora: Option<Vec<u8>>,
+        rope_axes: Option<Vec<usize>>,
+    ) -> Result<Self, String> {
+        let rope_axes: [usize; 3] = match rope_axes {
+            None => QWEN_IMAGE_ROPE_AXES,
+            Some(v) => {
+                v.try_into().map_err(|v: Vec<usize>| format!("ropeAxes needs three numbers, got {}", v.len()))?
+            }
+        };
+        let wf_file = Loaded::read("workflow", workflow, None)?.file;
+        let workflow = Workflow::from_file(&wf_file).map_err(|e| format!("workflow: {e}"))?;
+        let model = Loaded::read("model", model, None)?.file;
+        let lora = lora.map(|b| Loaded::read("lora", b, None)).transpose()?.map(|l| l.file);
+        Ok(Self { workflow, model, lora, rope_axes })
+    }
+
+    fn files(&self) -> ModelFiles<'_> {
+        ModelFiles { diffusion_model: &self.model, lora: self.lora.as_ref() }
+    }
+
+    fn options(&self, device: Device) -> RunOptions {
+        RunOptions { device, precision: Precision::F32, rope_axes: self.rope_axes }
+    }
+}
 
 /// Replays a run recorded in the golden layout; returns the safetensors `samplediff replay -o`
 /// writes (`stepNNN.x`, `stepNNN.denoised`, `callNNN.x`, `callNNN.denoised`, `latent_out`).
@@ -40,16 +80,24 @@ pub fn run_workflow(
     lora: Option<Vec<u8>>,
     rope_axes: Option<Vec<usize>>,
 ) -> Result<Vec<u8>, String> {
-    let rope_axes: [usize; 3] = match rope_axes {
-        None => QWEN_IMAGE_ROPE_AXES,
-        Some(v) => v.try_into().map_err(|v: Vec<usize>| format!("ropeAxes needs three numbers, got {}", v.len()))?,
-    };
-    let wf_file = Loaded::read("workflow", workflow, None)?.file;
-    let wf = Workflow::from_file(&wf_file).map_err(|e| format!("workflow: {e}"))?;
-    let model = Loaded::read("model", model, None)?.file;
-    let lora = lora.map(|b| Loaded::read("lora", b, None)).transpose()?.map(|l| l.file);
-    let options = RunOptions { device: cpu(), precision: Precision::F32, rope_axes };
-    let trace = samplediff_workflow::run(&wf, &ModelFiles { diffusion_model: &model, lora: lora.as_ref() }, &options)?;
+    let inputs = RunInputs::read(workflow, model, lora, rope_axes)?;
+    let trace = samplediff_workflow::run(&inputs.workflow, &inputs.files(), &inputs.options(cpu()))?;
+    trace.to_safetensors().map_err(|e| e.to_string())
+}
+
+/// [`run_workflow`] on burn-wgpu's WebGPU device (initialised here if it was not yet; an error
+/// says why when the browser has none). The LoRA is merged on the CPU device and uploaded; the
+/// trace is read back once, asynchronously, when the run is over.
+#[cfg(target_arch = "wasm32")]
+pub async fn run_workflow_webgpu(
+    workflow: Vec<u8>,
+    model: Vec<u8>,
+    lora: Option<Vec<u8>>,
+    rope_axes: Option<Vec<usize>>,
+) -> Result<Vec<u8>, String> {
+    let inputs = RunInputs::read(workflow, model, lora, rope_axes)?;
+    let gpu = crate::backend::init_webgpu().await?;
+    let trace = samplediff_workflow::run_async(&inputs.workflow, &inputs.files(), &inputs.options(gpu), &cpu()).await?;
     trace.to_safetensors().map_err(|e| e.to_string())
 }
 
