@@ -57,12 +57,13 @@ if has web; then
   bash web/build-wasm.sh
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && node build.mjs \
     && node --test test/viewer.test.mjs)
-  # The wasm column (issues 3, 4): golden runs replayed (== ComfyUI within 1e-6) and run whole in wasm
-  # (Node; Chromium must agree bit for bit), written to tests/artifacts/wasm/; then the backend matrix
-  # with them as a column, every pair asserted against its tolerance (docs/backends.md).
-  (cd web && node --test test/wasm-workflows.test.mjs)
+  # The wasm columns (issues 3, 4): golden runs replayed (== ComfyUI within 1e-6) and run whole in wasm
+  # (Node; Chromium must agree bit for bit), and run whole on WebGPU in headless Chromium (within 1e-4
+  # of ComfyUI), written to tests/artifacts/wasm/; then the backend matrix with them as columns, every
+  # pair asserted against its tolerance (docs/backends.md).
+  (cd web && node --test test/wasm-workflows.test.mjs && node --test test/wasm-webgpu.test.mjs)
   "${CARGO_TARGET_DIR:-target}/debug/samplediff" check-backends --workflows tests/fixtures/comfyui \
-    --include wasm-cpu=tests/artifacts/wasm/wasm-cpu
+    --include wasm-cpu=tests/artifacts/wasm/wasm-cpu --include wasm-webgpu=tests/artifacts/wasm/wasm-webgpu
 fi
 # ---- end of web ------------------------------------------------------------------------------------
 
