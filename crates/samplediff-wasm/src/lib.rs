@@ -8,7 +8,8 @@
 //! * [`previews`]: latent-to-RGB previews with ComfyUI's factors, format chosen automatically.
 //! * [`traces`]: trace diff (divergence curve) and explain (findings) of the trace crate.
 //! * [`workflows`]: the golden workflows replayed and run whole on the CPU backend, as the
-//!   CLI's `replay` and `run` (the wasm column of `check-backends`).
+//!   CLI's `replay` and `run`, and run whole on WebGPU (the `wasm-cpu` and `wasm-webgpu` columns
+//!   of `check-backends`).
 //! * [`api`]: the exports; [`boundary`]: why no panic crosses into JavaScript.
 //!
 //! The JavaScript API is documented in `docs/web.md`; `web/` holds the viewer built on it.
