@@ -27,7 +27,8 @@
 use std::time::{Duration, Instant};
 
 use samplediff_formats::{DType, RawTensor};
-use samplediff_gpu::{GpuMetrics, GpuMoments, Resident, TILE_WORDS, Tolerance};
+use samplediff_gpu::{GpuMetrics, MainPass, Resident, TILE_WORDS, Tolerance};
+use samplediff_metrics::{Moments, Status, TensorReport};
 use wgpu::util::DeviceExt;
 
 const TOL: Tolerance = Tolerance { rtol: 1.3e-6, atol: 1e-5 };
@@ -100,7 +101,7 @@ fn run() -> Res<()> {
     let copy_rw = 2.0 * read_bytes / copy.as_secs_f64();
     let mut m = None;
     for busy in [false, true] {
-        let (moments, fused_gpu, fused_wall) = bench.fused(busy)?;
+        let (pass, fused_gpu, fused_wall) = bench.fused(busy)?;
         let fused = fused_gpu.unwrap_or(fused_wall);
         let fused_bw = read_bytes / fused.as_secs_f64();
         println!(
@@ -135,20 +136,21 @@ fn run() -> Res<()> {
                 }
             );
         }
-        m = Some(moments);
+        m = Some(pass.moments);
     }
-    let m = m.expect("two runs");
+    let m: Moments = m.expect("two runs");
+    let r = report(&m);
     println!(
         "result: finite {} of {}, NaN a {}, mismatched {}, max|a-b| {:e}, mean|a-b| {:e}, max rel {:e}, cosine {:.9}, pearson {:.9}",
         m.c.finite,
         m.c.numel,
         m.c.nan_a,
-        m.mismatched(),
+        r.mismatched.unwrap_or(0),
         m.max_ad,
-        m.mean_abs().unwrap_or(f64::NAN),
+        r.mean_abs.unwrap_or(f64::NAN),
         m.max_rel,
-        m.cosine().unwrap_or(f64::NAN),
-        m.pearson().unwrap_or(f64::NAN)
+        r.cosine.unwrap_or(f64::NAN),
+        r.pearson.unwrap_or(f64::NAN)
     );
     if check {
         bench.check(&m)?;
@@ -158,6 +160,13 @@ fn run() -> Res<()> {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The report fields the pass's statistics give (`Moments::fill`, as the CPU kernel's do).
+fn report(m: &Moments) -> TensorReport {
+    let mut r = TensorReport::unmatched(String::new(), Status::Compared);
+    m.fill(&mut r, m.default_floor());
+    r
 }
 
 struct Bench<'g> {
@@ -304,7 +313,7 @@ impl<'g> Bench<'g> {
 
     /// Best GPU time and best wall time of the fused main pass, and its result.
     /// `busy`: each run follows a few plain-read passes queued just before it.
-    fn fused(&self, busy: bool) -> Res<(GpuMoments, Option<Duration>, Duration)> {
+    fn fused(&self, busy: bool) -> Res<(MainPass, Option<Duration>, Duration)> {
         let segments: Vec<Resident> = self.segments.iter().map(|(a, b, n)| Resident { a, b, numel: *n }).collect();
         let (mut best_gpu, mut best_wall, mut last) = (None::<Duration>, Duration::MAX, None);
         for rep in 0..=REPS {
@@ -321,7 +330,10 @@ impl<'g> Bench<'g> {
                 }
             }
             if let Some(prev) = &last {
-                let same = |m: &GpuMoments| (m.c, m.sum_ad.to_bits(), m.sum_ab.to_bits(), m.cab.to_bits());
+                let same = |p: &MainPass| {
+                    let m = &p.moments;
+                    (m.c, p.close_undecided, m.sum_ad.to_bits(), m.sum_ab.to_bits(), m.cab.to_bits())
+                };
                 if same(prev) != same(&m) {
                     return Err("two runs of the fused pass gave different results".into());
                 }
@@ -332,7 +344,7 @@ impl<'g> Bench<'g> {
     }
 
     /// Read both inputs back and hold the GPU result to the CPU kernel.
-    fn check(&self, m: &GpuMoments) -> Res<()> {
+    fn check(&self, m: &Moments) -> Res<()> {
         let t = Instant::now();
         let (a, b) = (self.read_back(0)?, self.read_back(1)?);
         let n = self.numel as usize;
@@ -341,29 +353,23 @@ impl<'g> Bench<'g> {
         let opts =
             samplediff_metrics::CompareOptions { rtol: Some(TOL.rtol), atol: Some(TOL.atol), ..Default::default() };
         let r = samplediff_metrics::compare_tensors_host(&ta, &tb, &opts, &samplediff_metrics::Host::default())?;
-        let counts_gpu = (m.c.finite, m.c.nan_a, m.c.nan_b, m.mismatched(), m.c.b_zero, m.max_abs());
-        let counts_cpu = (
-            r.finite_pairs.unwrap_or(0),
-            r.nan_a.unwrap_or(0),
-            r.nan_b.unwrap_or(0),
-            r.mismatched.unwrap_or(0),
-            r.rel_zero_b.unwrap_or(0),
-            r.max_abs,
-        );
+        let g = report(m);
+        let counts = |r: &TensorReport| (r.finite_pairs, r.nan_a, r.nan_b, r.mismatched, r.rel_zero_b, r.max_abs);
+        let (counts_gpu, counts_cpu) = (counts(&g), counts(&r));
         let rel = |g: Option<f64>, c: Option<f64>| match (g, c) {
             (Some(g), Some(c)) => (g - c).abs() / c.abs(),
             _ => f64::INFINITY,
         };
         let worst = [
-            rel(m.mean_abs(), r.mean_abs),
-            rel(m.rmse(), r.rmse),
-            rel(m.rms_a(), r.rms_a),
-            rel(m.rms_b(), r.rms_b),
-            rel(m.mean_rel(), r.mean_rel),
-            rel(m.cosine(), r.cosine),
-            rel(m.pearson(), r.pearson),
-            rel(m.snr_db(), r.snr_db),
-            rel(m.max_rel(), r.max_rel),
+            rel(g.mean_abs, r.mean_abs),
+            rel(g.rmse, r.rmse),
+            rel(g.rms_a, r.rms_a),
+            rel(g.rms_b, r.rms_b),
+            rel(g.mean_rel, r.mean_rel),
+            rel(g.cosine, r.cosine),
+            rel(g.pearson, r.pearson),
+            rel(g.snr_db, r.snr_db),
+            rel(g.max_rel, r.max_rel),
         ]
         .into_iter()
         .fold(0.0, f64::max);

@@ -10,10 +10,12 @@
 //!   beyond the storage-binding limit are read through several bindings, one dispatch each.
 //!
 //! Each workgroup reduces one tile ([`TILE_WORDS`] words) in f32 and writes a partial; the
-//! host adds the partials in f64 in tile order ([`GpuMoments`]). Counts and the maximum
-//! |a-b| equal the CPU kernel's exactly (pairs at the isclose boundary are decided in f64);
-//! sums agree to f32 accumulation within a tile (relative 1e-6 or better). On an H100 the
-//! pass reads 2 x 4 GiB in 3.46 ms, 82% of the card's copy bandwidth (docs/performance.md).
+//! host merges the partials in f64 in tile order into samplediff-metrics' `Moments`
+//! ([`MainPass`]), whose `fill` makes the report fields as it does for the CPU kernel. Counts
+//! and the maximum |a-b| equal the CPU kernel's exactly (pairs at the isclose boundary are
+//! decided in f64); sums agree to f32 accumulation within a tile (relative 1e-6 or better). On
+//! an H100 the pass reads 2 x 4 GiB in 3.46 ms, 82% of the card's copy bandwidth
+//! (docs/performance.md).
 //!
 //! Not here: order statistics (percentiles, histogram, worst elements), per-channel
 //! statistics, ULP distances and the floored relative error stay with the CPU kernel. A GPU
@@ -23,12 +25,12 @@
 mod block;
 mod context;
 mod error;
-mod moments;
+mod partials;
 mod pass;
 mod plan;
 
 pub use context::GpuMetrics;
 pub use error::{GpuError, Result};
-pub use moments::{Counts, GpuMoments};
+pub use partials::MainPass;
 pub use pass::{Resident, Tolerance};
 pub use plan::TILE_WORDS;

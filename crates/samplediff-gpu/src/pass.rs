@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 use crate::block::block_on;
 use crate::context::GpuMetrics;
 use crate::error::{GpuError, Result};
-use crate::moments::GpuMoments;
+use crate::partials::MainPass;
 use crate::plan::{Binding, Elem, PARTIAL_BYTES, PARTIAL_WORDS, bindings};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -36,7 +36,7 @@ const PIECE_BYTES: u64 = 256 << 20;
 impl GpuMetrics {
     /// The main pass over two tensors in host memory (`a`, `b`: their bytes, little-endian,
     /// `dtype` F32, F16 or BF16 on both sides), uploaded piece by piece.
-    pub fn main_pass(&self, a: &[u8], b: &[u8], dtype: DType, tol: Tolerance) -> Result<GpuMoments> {
+    pub fn main_pass(&self, a: &[u8], b: &[u8], dtype: DType, tol: Tolerance) -> Result<MainPass> {
         let elem = Elem::of(dtype)?;
         let size = elem.size() as usize;
         if a.len() != b.len() {
@@ -89,7 +89,7 @@ impl GpuMetrics {
         numel: u64,
         dtype: DType,
         tol: Tolerance,
-    ) -> Result<GpuMoments> {
+    ) -> Result<MainPass> {
         self.main_pass_segments(&[Resident { a, b, numel }], dtype, tol, false).map(|(m, _)| m)
     }
 
@@ -102,7 +102,7 @@ impl GpuMetrics {
         numel: u64,
         dtype: DType,
         tol: Tolerance,
-    ) -> Result<(GpuMoments, Option<Duration>)> {
+    ) -> Result<(MainPass, Option<Duration>)> {
         self.main_pass_segments(&[Resident { a, b, numel }], dtype, tol, true)
     }
 
@@ -115,7 +115,7 @@ impl GpuMetrics {
         dtype: DType,
         tol: Tolerance,
         timed: bool,
-    ) -> Result<(GpuMoments, Option<Duration>)> {
+    ) -> Result<(MainPass, Option<Duration>)> {
         let elem = Elem::of(dtype)?;
         let numel = segments.iter().map(|s| s.numel).sum();
         let run = Run::new(self, numel, elem, tol)?;
@@ -315,7 +315,7 @@ impl<'g> Run<'g> {
 
     /// Read the partials (and the timer) back and fold them in f64, straight from the mapped
     /// buffer.
-    fn finish(self, timer: Option<Timer>) -> Result<(GpuMoments, Option<Duration>)> {
+    fn finish(self, timer: Option<Timer>) -> Result<(MainPass, Option<Duration>)> {
         let g = self.g;
         let used = self.tiles * PARTIAL_BYTES;
         let staging = g.staging(used.max(4), "fused_metrics partials read-back");
@@ -324,7 +324,7 @@ impl<'g> Run<'g> {
             encoder.copy_buffer_to_buffer(&self.partials, 0, &staging, 0, used);
         }
         g.queue.submit([encoder.finish()]);
-        let moments = g.with_mapped(&staging, |bytes| GpuMoments::from_partials(&bytes[..used as usize], self.numel));
+        let pass = g.with_mapped(&staging, |bytes| MainPass::from_partials(&bytes[..used as usize], self.numel));
         let elapsed = timer.map(|t| t.elapsed(g)).transpose();
         if let Some(e) = block_on(self.validation.pop()) {
             return Err(GpuError::Gpu(e.to_string()));
@@ -332,7 +332,7 @@ impl<'g> Run<'g> {
         if let Some(e) = block_on(self.oom.pop()) {
             return Err(GpuError::Gpu(e.to_string()));
         }
-        Ok((moments?, elapsed?.flatten()))
+        Ok((pass?, elapsed?.flatten()))
     }
 }
 

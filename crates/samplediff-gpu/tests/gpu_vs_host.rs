@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use samplediff_formats::{DType, RawTensor};
-use samplediff_gpu::{GpuMetrics, GpuMoments, TILE_WORDS, Tolerance};
-use samplediff_metrics::{CompareOptions, Host, TensorReport, compare_tensors_host};
+use samplediff_gpu::{GpuMetrics, MainPass, TILE_WORDS, Tolerance};
+use samplediff_metrics::{CompareOptions, Host, Moments, Status, TensorReport, compare_tensors_host};
 
 fn gpu() -> &'static GpuMetrics {
     static GPU: OnceLock<GpuMetrics> = OnceLock::new();
@@ -90,31 +90,38 @@ fn near(what: &str, gpu: Option<f64>, cpu: Option<f64>, rel: f64) {
     }
 }
 
+/// The report fields the pass's statistics give (`Moments::fill`, as the CPU kernel's do).
+fn report(m: &Moments) -> TensorReport {
+    let mut r = TensorReport::unmatched(String::new(), Status::Compared);
+    m.fill(&mut r, m.default_floor());
+    r
+}
+
 /// Everything the report takes from the main pass, GPU against CPU.
-fn check(m: &GpuMoments, r: &TensorReport, what: &str) {
-    let c = &m.c;
-    assert_eq!(Some(c.numel), r.numel, "{what}: numel");
-    assert_eq!(Some(c.finite), r.finite_pairs, "{what}: finite pairs");
-    assert_eq!((Some(c.nan_a), Some(c.nan_b)), (r.nan_a, r.nan_b), "{what}: NaN");
-    assert_eq!((Some(c.inf_a), Some(c.inf_b)), (r.inf_a, r.inf_b), "{what}: Inf");
-    assert_eq!(Some(c.nan_xor), r.nan_position_mismatch, "{what}: NaN positions");
-    assert_eq!(Some(c.inf_mismatch), r.inf_mismatch, "{what}: Inf mismatch");
-    assert_eq!(Some(m.mismatched()), r.mismatched, "{what}: mismatched (isclose)");
-    assert_eq!(Some(c.b_zero), r.rel_zero_b, "{what}: b == 0");
-    assert_eq!(c.close_undecided, 0, "{what}: the GPU has f64, every pair is decided");
-    assert_eq!(m.max_abs(), r.max_abs, "{what}: max |a-b| exactly");
+fn check(pass: &MainPass, r: &TensorReport, what: &str) {
+    let ours = report(&pass.moments);
+    assert_eq!(Some(pass.moments.c.numel), r.numel, "{what}: numel");
+    assert_eq!(ours.finite_pairs, r.finite_pairs, "{what}: finite pairs");
+    assert_eq!((ours.nan_a, ours.nan_b), (r.nan_a, r.nan_b), "{what}: NaN");
+    assert_eq!((ours.inf_a, ours.inf_b), (r.inf_a, r.inf_b), "{what}: Inf");
+    assert_eq!(ours.nan_position_mismatch, r.nan_position_mismatch, "{what}: NaN positions");
+    assert_eq!(ours.inf_mismatch, r.inf_mismatch, "{what}: Inf mismatch");
+    assert_eq!(ours.mismatched, r.mismatched, "{what}: mismatched (isclose)");
+    assert_eq!(ours.rel_zero_b, r.rel_zero_b, "{what}: b == 0");
+    assert_eq!(pass.close_undecided, 0, "{what}: the GPU has f64, every pair is decided");
+    assert_eq!(ours.max_abs, r.max_abs, "{what}: max |a-b| exactly");
     // The largest relative error comes from the pair the GPU ranked first in f32: exact unless
     // two ratios tie within f32 rounding.
-    near(&format!("{what}: max_rel"), m.max_rel(), r.max_rel, 1e-6);
+    near(&format!("{what}: max_rel"), ours.max_rel, r.max_rel, 1e-6);
     for (name, g, h) in [
-        ("mean_abs", m.mean_abs(), r.mean_abs),
-        ("rmse", m.rmse(), r.rmse),
-        ("rms_a", m.rms_a(), r.rms_a),
-        ("rms_b", m.rms_b(), r.rms_b),
-        ("mean_rel", m.mean_rel(), r.mean_rel),
-        ("cosine", m.cosine(), r.cosine),
-        ("pearson", m.pearson(), r.pearson),
-        ("snr_db", m.snr_db(), r.snr_db),
+        ("mean_abs", ours.mean_abs, r.mean_abs),
+        ("rmse", ours.rmse, r.rmse),
+        ("rms_a", ours.rms_a, r.rms_a),
+        ("rms_b", ours.rms_b, r.rms_b),
+        ("mean_rel", ours.mean_rel, r.mean_rel),
+        ("cosine", ours.cosine, r.cosine),
+        ("pearson", ours.pearson, r.pearson),
+        ("snr_db", ours.snr_db, r.snr_db),
     ] {
         near(&format!("{what}: {name}"), g, h, 1e-5);
     }
@@ -142,8 +149,9 @@ fn compare(dtype: DType, n: usize, seed: u64) {
     let (a, b) = values(n, seed);
     let (ba, bb) = (encode(dtype, &a), encode(dtype, &b));
     let what = format!("{dtype:?} n={n}");
-    let m = gpu().main_pass(&ba, &bb, dtype, TOL).unwrap();
-    check(&m, &cpu(dtype, &ba, &bb, n), &what);
+    let pass = gpu().main_pass(&ba, &bb, dtype, TOL).unwrap();
+    check(&pass, &cpu(dtype, &ba, &bb, n), &what);
+    let m = &pass.moments;
     let (min_nz, sum_a, sum_ab) = reference_extras(dtype, &ba, &bb);
     if m.c.finite > 0 {
         assert_eq!(m.min_nonzero_ad, min_nz, "{what}: min non-zero |a-b|");
@@ -256,8 +264,12 @@ fn the_result_does_not_depend_on_how_the_input_is_split() {
     let small = GpuMetrics::new().unwrap().with_max_binding(TILE_WORDS * 4);
     let (sa, sb) = (copy_to(&small, &ba), copy_to(&small, &bb));
     let tiny_bindings = small.main_pass_resident(&sa, &sb, n as u64, DType::F32, TOL).unwrap();
-    let bits = |m: &GpuMoments| {
-        format!("{:?}", (m.c, m.sum_ad.to_bits(), m.sum_ab.to_bits(), m.cab.to_bits(), m.max_rel.to_bits()))
+    let bits = |p: &MainPass| {
+        let m = &p.moments;
+        format!(
+            "{:?}",
+            (m.c, p.close_undecided, m.sum_ad.to_bits(), m.sum_ab.to_bits(), m.cab.to_bits(), m.max_rel.to_bits())
+        )
     };
     for (what, m) in [("resident", &resident), ("segments", &segmented), ("one-tile bindings", &tiny_bindings)] {
         assert_eq!(bits(m), bits(&host), "{what}");
@@ -282,14 +294,14 @@ fn a_timed_pass_reports_gpu_time_where_the_device_can() {
     let (a, b) = values(100_000, 3);
     let (ga, gb) = (copy_to(g, &encode(DType::F32, &a)), copy_to(g, &encode(DType::F32, &b)));
     let (m, t) = g.main_pass_resident_timed(&ga, &gb, 100_000, DType::F32, TOL).unwrap();
-    assert_eq!(m.c.numel, 100_000);
+    assert_eq!(m.moments.c.numel, 100_000);
     assert_eq!(t.is_some(), g.has_timestamps());
 }
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
     let g = gpu();
-    let msg = |r: samplediff_gpu::Result<GpuMoments>| r.unwrap_err().to_string();
+    let msg = |r: samplediff_gpu::Result<MainPass>| r.unwrap_err().to_string();
     assert!(msg(g.main_pass(&[0; 8], &[0; 4], DType::F32, TOL)).contains("differ in size"));
     assert!(msg(g.main_pass(&[0; 6], &[0; 6], DType::F32, TOL)).contains("whole number"));
     assert!(msg(g.main_pass(&[0; 8], &[0; 8], DType::F64, TOL)).contains("F64"));
@@ -297,6 +309,7 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(msg(g.main_pass(&[0; 8], &[0; 8], DType::F32, bad)).contains("tolerances"));
     let short = copy_to(g, &[0; 8]);
     assert!(msg(g.main_pass_resident(&short, &short, 3, DType::F32, TOL)).contains("bytes, 12 needed"));
-    let empty = g.main_pass(&[], &[], DType::BF16, TOL).unwrap();
-    assert_eq!((empty.c.numel, empty.max_abs(), empty.mismatched()), (0, None, 0));
+    let empty = g.main_pass(&[], &[], DType::BF16, TOL).unwrap().moments;
+    let r = report(&empty);
+    assert_eq!((empty.c.numel, r.max_abs, r.mismatched), (0, None, Some(0)));
 }

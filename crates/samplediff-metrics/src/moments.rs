@@ -20,7 +20,7 @@ pub(crate) struct Tol {
 
 /// Integer counts (exact, so their merge order does not matter).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Counts {
+pub struct Counts {
     pub numel: u64,
     /// Both sides finite: the population of every value metric.
     pub finite: u64,
@@ -37,7 +37,7 @@ pub(crate) struct Counts {
 
 /// Everything the report needs from a set of pairs except order statistics.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Moments {
+pub struct Moments {
     pub c: Counts,
     pub sum_ad: f64,
     pub sum_ad2: f64,
@@ -64,7 +64,7 @@ pub(crate) struct Moments {
 
 /// The floored relative error's sums (over pairs with max(|b|, floor) > 0).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Floored {
+pub struct Floored {
     pub n: u64,
     pub sum: f64,
     pub max: f64,
@@ -118,14 +118,14 @@ impl Moments {
     /// The statistics of one run (`a`, `b` decoded, equal lengths). `floor`: the floored
     /// relative error's floor when already known.
     #[cfg(test)]
-    pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+    pub(crate) fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
         Self::of_block(a, b, tol, floor, all_finite(a, b))
     }
 
     /// The statistics of one run, when the caller knows whether it is all finite
     /// ([`all_finite`]).
     #[inline(always)]
-    pub fn of_block(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>, finite: bool) -> Self {
+    pub(crate) fn of_block(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>, finite: bool) -> Self {
         if finite {
             let mut m = Self::of_finite(a, b, tol, floor);
             m.centre::<true>(a, b);
