@@ -11,15 +11,20 @@ of 5 after a warm-up, each followed by torch.cuda.synchronize():
 * sum:         a.sum() + b.sum()       (a plain read of both)
 * kernel_f32:  what samplediff-gpu's main pass gives (NaN/Inf counts, isclose, max/mean abs,
                RMSE, RMS of each side, max/mean relative error, cosine, Pearson, SNR), float32
-* compare_f32: the whole compare metric set of tools/bench_metrics.py (adds the floored
-               relative error, percentiles by sort, the decade histogram, the 10 worst), float32
+* compare_f32: the whole compare metric set, tools/bench_metrics.py's metrics_torch_on (adds
+               the floored relative error, percentiles by sort, the decade histogram, the 10
+               worst), float32
 * compare_f64: the same in float64, as tools/bench_metrics.py computes it (if memory allows)
 
 Prints one JSON line per measurement.
 """
 import json, math, sys, time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+from bench_metrics import metrics_torch_on  # noqa: E402  (the repository's tools/, found from here)
 
 RTOL, ATOL = 1.3e-6, 1e-5
 
@@ -55,43 +60,6 @@ def kernel_set(a, b):
     return {k: float(v) for k, v in out.items()}
 
 
-def compare_set(a, b):
-    """tools/bench_metrics.py's metrics_torch from its first line after the upload."""
-    a, b = a.ravel(), b.ravel()
-    fin = torch.isfinite(a) & torch.isfinite(b)
-    out = {"nan_a": int(a.isnan().sum()), "nan_b": int(b.isnan().sum()),
-           "inf_a": int(a.isinf().sum()), "inf_b": int(b.isinf().sum())}
-    out["mismatched"] = int((~torch.isclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)).sum())
-    a, b = a[fin], b[fin]
-    d = (a - b).abs()
-    out["max_abs"], out["mean_abs"] = float(d.max()), float(d.mean())
-    out["rmse"] = float((d * d).mean().sqrt())
-    out["rms_a"], out["rms_b"] = float((a * a).mean().sqrt()), float((b * b).mean().sqrt())
-    nz = b != 0
-    rel = d[nz] / b[nz].abs()
-    out["max_rel"], out["mean_rel"] = float(rel.max()), float(rel.mean())
-    del rel, nz
-    floor = 1e-3 * out["rms_b"]
-    relf = d / b.abs().clamp_min(floor)
-    out["max_rel_floored"], out["mean_rel_floored"] = float(relf.max()), float(relf.mean())
-    del relf
-    out["cosine"] = float((a * b).sum() / ((a * a).sum() * (b * b).sum()).sqrt())
-    ca, cb = a - a.mean(), b - b.mean()
-    out["pearson"] = float((ca * cb).sum() / ((ca * ca).sum() * (cb * cb).sum()).sqrt())
-    del ca, cb
-    out["snr_db"] = float(10 * torch.log10((b * b).sum() / (d * d).sum()))
-    del a, b
-    s = d.sort().values
-    n = s.numel()
-    out["percentiles"] = [float(s[min(int((n - 1) * q), n - 1)]) for q in (0.5, 0.9, 0.99, 0.999)]
-    del s
-    nzd = d[d > 0]
-    lo, hi = int(torch.floor(torch.log10(nzd.min()))), int(torch.floor(torch.log10(nzd.max())))
-    out["histogram"] = [int(((nzd >= 10.0 ** k) & (nzd < 10.0 ** (k + 1))).sum()) for k in range(lo, hi + 1)]
-    out["worst"] = d.topk(10).values.tolist()
-    return out
-
-
 def main():
     gib = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
     n = int(gib * 2**30) // 4
@@ -114,8 +82,8 @@ def main():
     for name, conv in (("compare_f32", lambda x: x), ("compare_f64", lambda x: x.double())):
         try:
             torch.cuda.empty_cache()
-            t = best_of(lambda: compare_set(conv(a), conv(b)), reps=3)
-            print(json.dumps({f"{name}_ms": t * 1e3, "max_abs": compare_set(conv(a), conv(b))["max_abs"]}), flush=True)
+            t = best_of(lambda: metrics_torch_on(conv(a), conv(b)), reps=3)
+            print(json.dumps({f"{name}_ms": t * 1e3, "max_abs": metrics_torch_on(conv(a), conv(b))["max_abs"]}), flush=True)
         except torch.OutOfMemoryError as e:
             print(json.dumps({f"{name}_ms": None, "error": str(e).splitlines()[0]}), flush=True)
 
