@@ -117,6 +117,7 @@ def main():
     p.add_argument("--backend", choices=["numpy", "torch"], required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("a")
     p.add_argument("b")
     args = p.parse_args()
@@ -124,6 +125,8 @@ def main():
         a, b = read_first_tensor(args.a), read_first_tensor(args.b)
         if args.backend == "torch":
             import torch
+            if args.threads > 0:
+                torch.set_num_threads(args.threads)
             run = lambda: metrics_torch(a, b, args.device)
             extra = {"torch": torch.__version__, "threads": torch.get_num_threads()}
         else:

@@ -37,6 +37,9 @@ pub struct Args {
     /// torch device for its timing (cpu, cuda).
     #[arg(long, default_value = "cpu")]
     pub torch_device: String,
+    /// Time only this reference (numpy or torch).
+    #[arg(long, value_parser = ["numpy", "torch"])]
+    pub only: Option<String>,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,7 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&bench)?);
     } else {
-        println!("inputs: {} ({:.2} GiB in all), {} threads", bench.files.join(", "), bench.bytes as f64 / (1u64 << 30) as f64, bench.threads);
+        println!(
+            "inputs: {} ({:.2} GiB in all), {} threads",
+            bench.files.join(", "),
+            bench.bytes as f64 / (1u64 << 30) as f64,
+            bench.threads
+        );
         println!("{:<28} {:>10} {:>9}  note", "contender", "seconds", "x read");
         for t in &bench.timings {
             println!("{:<28} {:>10.4} {:>9.2}  {}", t.name, t.seconds, t.vs_read, t.note);
@@ -84,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn measure(args: &Args, files: &[PathBuf]) -> anyhow::Result<Bench> {
-    let paths: Vec<&str> = files.iter().map(|p| p.to_str().ok_or_else(|| anyhow!("path is not UTF-8"))).collect::<Result<_, _>>()?;
+    let paths: Vec<&str> =
+        files.iter().map(|p| p.to_str().ok_or_else(|| anyhow!("path is not UTF-8"))).collect::<Result<_, _>>()?;
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len())).sum::<Result<u64, _>>()?;
     let threads = args.threads.unwrap_or_else(samplediff_metrics::fused::available_threads);
     // Warm the page cache: every contender then reads from memory, as the goal states.
@@ -114,9 +123,21 @@ fn measure(args: &Args, files: &[PathBuf]) -> anyhow::Result<Bench> {
     })?;
     timings.push(("samplediff compare".into(), compare, format!("load + every metric + JSON ({json_len} bytes)")));
     if !args.python.is_empty() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_metrics.py");
-        for (backend, device) in [("numpy", "cpu"), ("torch", args.torch_device.as_str())] {
-            match python(&args.python, &script, backend, device, paths[0], paths[1]) {
+        // The checkout's script: from the working directory (a binary carried to another
+        // machine), else where this binary was built.
+        let here = Path::new("tools/bench_metrics.py");
+        let script = if here.exists() {
+            here.to_path_buf()
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_metrics.py")
+        };
+        let backends = match args.only.as_deref() {
+            Some(b) => vec![b],
+            None => vec!["numpy", "torch"],
+        };
+        for backend in backends {
+            let device = if backend == "torch" { args.torch_device.as_str() } else { "cpu" };
+            match python(&args.python, &script, backend, device, threads, paths[0], paths[1]) {
                 Ok((t, note)) => timings.push((format!("{backend} ({device})"), t, note)),
                 Err(e) => timings.push((format!("{backend} ({device})"), f64::NAN, format!("skipped: {e}"))),
             }
@@ -156,10 +177,23 @@ fn cat(files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// The numpy/torch script's best time (it times the metrics with the inputs in memory).
-fn python(py: &str, script: &Path, backend: &str, device: &str, a: &str, b: &str) -> anyhow::Result<(f64, String)> {
+/// Time the reference script with `threads` threads (the same as the kernel's: the ratio is
+/// then per core).
+fn python(
+    py: &str,
+    script: &Path,
+    backend: &str,
+    device: &str,
+    threads: usize,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<(f64, String)> {
+    let threads = threads.to_string();
     let out = Command::new(py)
         .arg(script)
-        .args(["--backend", backend, "--device", device, "--repeat", "2", a, b])
+        .args(["--backend", backend, "--device", device, "--repeat", "2", "--threads", &threads, a, b])
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
         .output()
         .with_context(|| format!("cannot run {py}"))?;
     if !out.status.success() {
