@@ -99,11 +99,17 @@ fn explain_two_plain_outputs() {
     let comfy = out.to_f64_vec();
     let mean = samplediff_chain::latent_format::WAN21_MEAN;
     let std = samplediff_chain::latent_format::WAN21_STD;
-    let raw: Vec<f32> = comfy.iter().enumerate().map(|(i, v)| ((v - mean[i / per_channel]) / std[i / per_channel]) as f32).collect();
+    let raw: Vec<f32> =
+        comfy.iter().enumerate().map(|(i, v)| ((v - mean[i / per_channel]) / std[i / per_channel]) as f32).collect();
     let (a, b) = (temp("service_out.safetensors"), temp("comfy_out.safetensors"));
     let meta = Default::default();
-    std::fs::write(&a, safetensors::write(&[RawTensor::from_f32("samples", out.shape.clone(), &raw)], &meta).unwrap()).unwrap();
-    std::fs::write(&b, safetensors::write(&[RawTensor::from_f32("samples", out.shape.clone(), &out.to_f32_vec())], &meta).unwrap()).unwrap();
+    std::fs::write(&a, safetensors::write(&[RawTensor::from_f32("samples", out.shape.clone(), &raw)], &meta).unwrap())
+        .unwrap();
+    std::fs::write(
+        &b,
+        safetensors::write(&[RawTensor::from_f32("samples", out.shape.clone(), &out.to_f32_vec())], &meta).unwrap(),
+    )
+    .unwrap();
     let o = run(&["explain", &a, &b, "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -115,7 +121,10 @@ fn explain_two_plain_outputs() {
     assert_eq!(o.status.code(), Some(1));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["findings"][0]["cause"], "output_convention", "{j}");
-    assert!(j["findings"][0]["evidence"].as_str().unwrap().contains("B's trace: latent_out is ComfyUI's LATENT"), "{j}");
+    assert!(
+        j["findings"][0]["evidence"].as_str().unwrap().contains("B's trace: latent_out is ComfyUI's LATENT"),
+        "{j}"
+    );
 }
 
 #[test]

@@ -87,7 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let backends = if args.backends.is_empty() { Backend::compiled() } else { args.backends.clone() };
     let options = |b: Backend| -> anyhow::Result<RunOptions> {
-        Ok(RunOptions { device: b.device(), precision: precision(&args.precision)?, rope_axes: rope_axes(&args.rope_axes)? })
+        Ok(RunOptions {
+            device: b.device(),
+            precision: precision(&args.precision)?,
+            rope_axes: rope_axes(&args.rope_axes)?,
+        })
     };
 
     // column -> workflow -> latent_out values
@@ -99,8 +103,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let wf = Workflow::from_file(&golden).map_err(|e| anyhow!("{name}: {e}"))?;
         let lora = wf.lora.as_ref().map(|(l, _)| read(&models.join("loras").join(l))).transpose()?;
         for &b in &backends {
-            let trace = samplediff_workflow::run(&wf, &ModelFiles { diffusion_model: &model, lora: lora.as_ref() }, &options(b)?)
-                .map_err(|e| anyhow!("{name} on {}: {e}", b.name()))?;
+            let trace = samplediff_workflow::run(
+                &wf,
+                &ModelFiles { diffusion_model: &model, lora: lora.as_ref() },
+                &options(b)?,
+            )
+            .map_err(|e| anyhow!("{name} on {}: {e}", b.name()))?;
             if let Some(dir) = &args.save {
                 let dir = dir.join(b.name());
                 std::fs::create_dir_all(&dir)?;
@@ -135,7 +143,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 n += x.len();
             }
             let tol = tolerance(a, b);
-            pairs.push(Cell { a: a.clone(), b: b.clone(), max_abs: worst, mean_abs: mean_sum / n.max(1) as f64, tolerance: tol, ok: worst <= tol });
+            pairs.push(Cell {
+                a: a.clone(),
+                b: b.clone(),
+                max_abs: worst,
+                mean_abs: mean_sum / n.max(1) as f64,
+                tolerance: tol,
+                ok: worst <= tol,
+            });
         }
     }
     let ok = pairs.iter().all(|p| p.ok);
@@ -163,7 +178,9 @@ fn print_matrix(r: &Report) {
             let cell = r.pairs.iter().find(|p| (&p.a == a && &p.b == b) || (&p.a == b && &p.b == a));
             match cell {
                 None => print!("{:>w$}", "-"),
-                Some(p) => print!("{:>w$}", format!("{:.1e}/{:.1e}{}", p.max_abs, p.mean_abs, if p.ok { "" } else { "!" })),
+                Some(p) => {
+                    print!("{:>w$}", format!("{:.1e}/{:.1e}{}", p.max_abs, p.mean_abs, if p.ok { "" } else { "!" }))
+                }
             }
         }
         println!();

@@ -86,7 +86,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let recorded = args.workflow.as_ref().map(|p| read(p)).transpose()?;
     let mut wf = match &recorded {
-        Some(file) => Workflow::from_file(file).map_err(|e| anyhow!("{}: {e}", args.workflow.as_ref().unwrap().display()))?,
+        Some(file) => {
+            Workflow::from_file(file).map_err(|e| anyhow!("{}: {e}", args.workflow.as_ref().unwrap().display()))?
+        }
         None => plain_workflow(&args)?,
     };
     override_settings(&mut wf, &args);
@@ -107,7 +109,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let lora = lora_path.as_ref().map(|p| read(p)).transpose()?;
-    let options = RunOptions { device: args.backend.device(), precision: precision(&args.precision)?, rope_axes: rope_axes(&args.rope_axes)? };
+    let options = RunOptions {
+        device: args.backend.device(),
+        precision: precision(&args.precision)?,
+        rope_axes: rope_axes(&args.rope_axes)?,
+    };
     let trace = samplediff_workflow::run(&wf, &ModelFiles { diffusion_model: &model, lora: lora.as_ref() }, &options)
         .map_err(|e| anyhow!("run failed: {e}"))?;
 
@@ -121,7 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             for r in &rows {
                 println!("{:<20} max abs {:<12e} mean abs {:e}", r.name, r.max_abs, r.mean_abs);
             }
-            println!("against the recorded run: worst max abs {worst:e} over {} tensors (backend {})", rows.len(), args.backend.name());
+            println!(
+                "against the recorded run: worst max abs {worst:e} over {} tensors (backend {})",
+                rows.len(),
+                args.backend.name()
+            );
         }
         _ => println!("latent_out written ({} steps, backend {})", wf.settings.steps, args.backend.name()),
     }
@@ -175,14 +185,30 @@ fn plain_workflow(args: &Args) -> anyhow::Result<Workflow> {
 
 fn override_settings(wf: &mut Workflow, a: &Args) {
     let s = &mut wf.settings;
-    if let Some(v) = a.seed { s.seed = v }
-    if let Some(v) = a.steps { s.steps = v }
-    if let Some(v) = a.cfg { s.cfg = v }
-    if let Some(v) = &a.sampler { s.sampler = v.clone() }
-    if let Some(v) = &a.scheduler { s.scheduler = v.clone() }
-    if let Some(v) = a.denoise { s.denoise = v }
-    if let Some(v) = a.shift { s.shift = v }
-    if a.cfgnorm.is_some() { s.cfgnorm = a.cfgnorm }
+    if let Some(v) = a.seed {
+        s.seed = v
+    }
+    if let Some(v) = a.steps {
+        s.steps = v
+    }
+    if let Some(v) = a.cfg {
+        s.cfg = v
+    }
+    if let Some(v) = &a.sampler {
+        s.sampler = v.clone()
+    }
+    if let Some(v) = &a.scheduler {
+        s.scheduler = v.clone()
+    }
+    if let Some(v) = a.denoise {
+        s.denoise = v
+    }
+    if let Some(v) = a.shift {
+        s.shift = v
+    }
+    if a.cfgnorm.is_some() {
+        s.cfgnorm = a.cfgnorm
+    }
     if let (Some(strength), Some(lora)) = (a.lora_strength, wf.lora.as_mut()) {
         lora.1 = strength;
     }
@@ -197,6 +223,10 @@ pub fn precision(p: &str) -> anyhow::Result<Precision> {
 }
 
 pub fn rope_axes(s: &str) -> anyhow::Result<[usize; 3]> {
-    let v: Vec<usize> = s.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>().with_context(|| format!("--rope-axes '{s}'"))?;
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--rope-axes '{s}'"))?;
     v.try_into().map_err(|_| anyhow!("--rope-axes needs three numbers, e.g. 16,56,56"))
 }

@@ -51,7 +51,10 @@ fn service_trace(comfy: &Trace, device: &Device) -> anyhow::Result<Trace> {
         }
     }
     file.metadata.insert("name".into(), "\"service\"".into());
-    file.metadata.insert(samplediff_trace::MANIFEST_KEY.into(), Manifest::new("samplediff demo: a service that skips process_out").to_json());
+    file.metadata.insert(
+        samplediff_trace::MANIFEST_KEY.into(),
+        Manifest::new("samplediff demo: a service that skips process_out").to_json(),
+    );
     Ok(Trace::from_file(file)?)
 }
 
@@ -77,16 +80,23 @@ pub fn run() -> anyhow::Result<()> {
     for (label, t) in [("ComfyUI", &comfy), ("service", &service)] {
         let v = verify(t, &device)?;
         match v.mismatches.first() {
-            None => println!("verify {label}: clean ({} checks: noise, schedule, CFG/CFGNorm, sampler, output)", v.checked.len()),
-            Some(m) => println!("verify {label}: {} mismatch(es), first [{}]: {}", v.mismatches.len(), m.stage, m.message),
+            None => println!(
+                "verify {label}: clean ({} checks: noise, schedule, CFG/CFGNorm, sampler, output)",
+                v.checked.len()
+            ),
+            Some(m) => {
+                println!("verify {label}: {} mismatch(es), first [{}]: {}", v.mismatches.len(), m.stage, m.message)
+            }
         }
     }
 
     println!();
     println!("-- compare: service latent_out (A) vs ComfyUI latent_out (B) --");
-    let report = compare_files(&only_output(&service)?, &only_output(&comfy)?, &[], &Engine::host(), &CompareOptions::default())
-        .map_err(|e| anyhow!(e))?;
-    let ro = RenderOptions { label_a: "service latent_out".into(), label_b: "ComfyUI latent_out".into(), max_details: 1 };
+    let report =
+        compare_files(&only_output(&service)?, &only_output(&comfy)?, &[], &Engine::host(), &CompareOptions::default())
+            .map_err(|e| anyhow!(e))?;
+    let ro =
+        RenderOptions { label_a: "service latent_out".into(), label_b: "ComfyUI latent_out".into(), max_details: 1 };
     print!("{}", render(&report, &ro));
 
     let sa = SideAnalysis::of(&service, Some(&comfy), &device);
@@ -98,7 +108,10 @@ pub fn run() -> anyhow::Result<()> {
     println!("bit-identical: {identical} of {} (inputs, every model call, every step)", d.aligned.len());
     if let Some(v) = &d.first_divergence {
         let how = if v.parting == Parting::Split { "an abrupt split, not float drift" } else { "a slow drift" };
-        println!("first point beyond float32 rounding: {} (relative RMS {:.3e} > floor {:.3e}): {how}", v.name, v.rel_rms, v.rounding_floor);
+        println!(
+            "first point beyond float32 rounding: {} (relative RMS {:.3e} > floor {:.3e}): {how}",
+            v.name, v.rel_rms, v.rounding_floor
+        );
     }
 
     println!();
