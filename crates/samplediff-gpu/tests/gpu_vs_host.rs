@@ -233,6 +233,20 @@ fn large_offsets_keep_the_centred_moments_accurate() {
     check(&gpu().main_pass(&ba, &bb, DType::F32, TOL).unwrap(), &report, "offset 1000");
 }
 
+#[test]
+fn a_tile_opening_on_a_half_finite_pair_keeps_its_sums() {
+    // The tile's first pair has a finite side far from the one finite pair (a NaN partner): a
+    // shift taken from it alone made the raw sums cancel to rounding noise (sum b^2 < 0, RMS(b)
+    // NaN where the CPU says 0).
+    for (a, b) in
+        [([999.4f32, 999.4, f32::NAN], [f32::NAN, 0.0, 3.0]), ([f32::NAN, 999.4, 1.0], [999.4, 0.0, f32::NAN])]
+    {
+        let (ba, bb) = (encode(DType::F32, &a), encode(DType::F32, &b));
+        let r = cpu(DType::F32, &ba, &bb, 3);
+        check(&gpu().main_pass(&ba, &bb, DType::F32, TOL).unwrap(), &r, &format!("{a:?} / {b:?}"));
+    }
+}
+
 /// The same bytes through one upload, through resident buffers, through segments, and through
 /// bindings as small as one tile give bit-identical results: tiles, not the split, define them.
 #[test]
