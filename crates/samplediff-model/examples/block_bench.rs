@@ -1,11 +1,12 @@
 //! Times one forward of a full-width Qwen-Image joint block in burn, bf16, random weights.
 //!
 //! ```text
-//! cargo run --release -p samplediff-model --example block_bench -- [--device flex|wgpu|cuda] \
+//! cargo run --release -p samplediff-model --example block_bench -- [--device flex|wgpu|vulkan|cuda] \
 //!     [--img 4096] [--txt 512] [--dim 3072] [--heads 24] [--warmup 3] [--iters 10] [--f32]
 //! ```
-//! (`--device wgpu` needs `--features wgpu`, `--device cuda` `--features cuda`.) The same block in PyTorch eager:
-//! `python3 crates/samplediff-model/examples/block_bench_torch.py` with the same flags; both print
+//! (`--device wgpu` needs `--features wgpu`, `--device vulkan` `--features vulkan`, `--device cuda` `--features cuda`;
+//! `vulkan` pins wgpu to Vulkan and SPIR-V kernels, the wgpu path that has bf16, which WGSL lacks.) The same block in
+//! PyTorch eager: `python3 crates/samplediff-model/examples/block_bench_torch.py` with the same flags; both print
 //! one `RESULT` line (median milliseconds per forward) so a script can form the ratio.
 //!
 //! The image tokens form a square grid (4096 = 64×64, i.e. a 1024² image) after 24 rows of text
@@ -61,9 +62,11 @@ fn device(name: &str) -> Result<Device, String> {
         "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(Default::default())),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0)),
-        other => Err(format!("unknown device {other} (flex; wgpu/cuda with --features wgpu/cuda)")),
+        other => Err(format!("unknown device {other} (flex; wgpu/vulkan/cuda with --features wgpu/vulkan/cuda)")),
     }
 }
 
