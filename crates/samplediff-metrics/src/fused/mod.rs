@@ -113,11 +113,11 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
     let mut ulps = Selection::new(&ulp_ranks, &total.ulps, true);
     // What the main pass gathered on the sample's prediction (see `predict`).
     let g = total.gathered;
-    if let (Some(req), Some(out)) = (&k.plan.errors, g.errors) {
-        errors.resolve(req, out);
+    if let (Some(w), Some(out)) = (&k.plan.errors, g.errors) {
+        w.resolve(&mut errors, &total.errors, out);
     }
-    if let (Some(req), Some(out)) = (&k.plan.ulps, g.ulps) {
-        ulps.resolve(req, out);
+    if let (Some(w), Some(out)) = (&k.plan.ulps, g.ulps) {
+        w.resolve(&mut ulps, &total.ulps, out);
     }
     let mut floored = (opts.rel_floor.is_none() && n > 0).then_some(floor);
     if let (Some(band), false) = (k.plan.band, g.band_overflow)

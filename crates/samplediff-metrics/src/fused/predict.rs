@@ -1,19 +1,21 @@
 //! A prediction, from a small sample read before the main pass, of what a second pass would
 //! have to look at, so that the main pass gathers it in passing and the second pass is skipped.
 //!
-//! Two things are known only after the main pass: which 16-bit buckets hold the wanted ranks
-//! of the errors and ULP distances ([`super::select`]), and the default floor of the floored
-//! relative error (1e-3 RMS(b)). Both are predicted from evenly spaced runs of the tensors:
-//! the buckets around each wanted quantile of the sample, with a margin of four standard
-//! deviations of a sample quantile's rank, and a band of floors around the sample's. The main
-//! pass then keeps the values of those buckets and, where |b| lies inside the band, the pairs
-//! themselves. When the truth falls inside the prediction (on real data nearly always) there
-//! is nothing left for a second pass; when it does not, or a worker's share of the budget
-//! overflows, the second pass runs as before. Results are exact either way.
+//! Two things are known only after the main pass: the values at the wanted ranks of the errors
+//! and ULP distances ([`super::select`]), and the default floor of the floored relative error
+//! (1e-3 RMS(b)). Both are predicted from evenly spaced runs of the tensors: a window of values
+//! around each wanted quantile of the sample, four standard deviations of a sample quantile's
+//! rank wide either side, and a band of floors around the sample's. The main pass keeps the
+//! values inside the windows, counts exactly how many lie below each window (the first pass's
+//! 16-bit histogram does that but for the window's own bucket, which is counted here), and,
+//! where |b| lies inside the band, keeps the pairs. When a wanted rank falls inside its window
+//! (on real data nearly always) there is nothing left for a second pass; when it does not, or
+//! a worker's share of the budget overflows, the second pass runs as before. Results are exact
+//! either way.
 
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
-use super::select::{COLLECT_BUDGET, PassOut, Request, key16};
+use super::select::{COLLECT_BUDGET, FirstPass, Selection, key16};
 use crate::moments::{Floored, Op, abs_diff, lanes4, one_if};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -24,7 +26,8 @@ const PREDICT_FROM: usize = 1 << 17;
 /// The sample: at most this many runs of [`BLOCK`] elements.
 const MAX_RUNS: usize = 64;
 
-/// Values the prediction may plan to keep in all (the hard limit is [`COLLECT_BUDGET`]).
+/// Values (8 bytes each; a band pair counts two) the prediction may plan to keep in all: half
+/// of the hard limit, [`COLLECT_BUDGET`] (256 MiB), which all workers together never exceed.
 const PLANNED_BUDGET: f64 = (COLLECT_BUDGET / 2) as f64;
 
 /// The floors the main pass is ready for: [`Band::lo`, `Band::hi`).
@@ -37,10 +40,11 @@ pub(crate) struct Band {
 /// What the main pass gathers.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    pub errors: Option<Request>,
-    pub ulps: Option<Request>,
+    pub errors: Option<Windows>,
+    pub ulps: Option<Windows>,
     pub band: Option<Band>,
-    /// Values (errors, ULP distances, band pairs) one worker may keep before it gives up.
+    /// Values (errors, ULP distances, two per band pair) one worker may keep before it gives
+    /// up on all of them.
     pub per_worker: usize,
 }
 
@@ -52,10 +56,25 @@ impl Plan {
         }
         let s = Sample::read(k);
         let scale = k.numel as f64 / s.errors.len().max(1) as f64;
+        let (mut errors, mut ulps) = (windows(&s.errors, &QUANTILES, scale), windows(&s.ulps, &[0.5], scale));
+        let mut band = default_floor.then(|| s.band(scale)).flatten();
+        // Within the planned budget all together: give up the costliest prediction first.
+        loop {
+            let costs = [errors.as_ref().map(|e| e.1), ulps.as_ref().map(|u| u.1), band.map(|b| b.1)];
+            if costs.iter().flatten().sum::<f64>() <= PLANNED_BUDGET {
+                break;
+            }
+            let worst = (0..3).max_by(|&i, &j| costs[i].unwrap_or(0.0).total_cmp(&costs[j].unwrap_or(0.0)));
+            match worst {
+                Some(0) => errors = None,
+                Some(1) => ulps = None,
+                _ => band = None,
+            }
+        }
         Plan {
-            errors: keys_around(&s.errors, &QUANTILES, scale).map(Request::keep16),
-            ulps: keys_around(&s.ulps, &[0.5], scale).map(Request::keep16),
-            band: default_floor.then(|| s.band(scale)).flatten(),
+            errors: errors.map(|(w, _)| w),
+            ulps: ulps.map(|(w, _)| w),
+            band: band.map(|(b, _)| b),
             per_worker: COLLECT_BUDGET as usize / threads.max(1),
         }
     }
@@ -95,8 +114,9 @@ impl Sample {
         s
     }
 
-    /// Floors around the sample's default floor, unless too many |b| would fall in between.
-    fn band(&self, scale: f64) -> Option<Band> {
+    /// Floors around the sample's default floor, and the values keeping the pairs in between
+    /// is expected to cost.
+    fn band(&self, scale: f64) -> Option<(Band, f64)> {
         let n = self.abs_b.len() as f64;
         let floor = DEFAULT_REL_FLOOR_FRACTION * (self.abs_b.iter().map(|b| b * b).sum::<f64>() / n).sqrt();
         if !(floor > 0.0 && floor.is_finite()) {
@@ -104,42 +124,137 @@ impl Sample {
         }
         let band = Band { lo: floor / 1.5, hi: floor * 1.5 };
         let inside = self.abs_b.iter().filter(|&&b| band.lo <= b && b < band.hi).count() as f64;
-        ((inside + 1.0) * scale <= PLANNED_BUDGET).then_some(band)
+        Some((band, 2.0 * (inside + 1.0) * scale))
     }
 }
 
-/// The 16-bit keys of the buckets that should hold the `quantiles` of the population `sorted`
-/// was sampled from (`scale` population values per sample value); `None` when there is no
-/// sample or keeping those buckets would cost more than the planned budget.
-fn keys_around(sorted: &[f64], quantiles: &[f64], scale: f64) -> Option<Vec<u64>> {
+/// Windows of values that should hold the `quantiles` of the population `sorted` was sampled
+/// from (`scale` population values per sample value), and how many values keeping them is
+/// expected to cost; `None` when there is nothing to keep (every window among the zeros).
+fn windows(sorted: &[f64], quantiles: &[f64], scale: f64) -> Option<(Windows, f64)> {
     let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let mut keys = vec![];
+    let mut spans: Vec<(f64, f64)> = vec![];
     for &q in quantiles {
+        if n == 0 {
+            break;
+        }
         let at = q * (n - 1) as f64;
         let margin = 4.0 * (n as f64 * q * (1.0 - q)).sqrt() + 3.0;
         let lo = sorted[(at - margin).floor().max(0.0) as usize];
         let hi = sorted[((at + margin).ceil() as usize).min(n - 1)];
-        if hi == 0.0 {
-            continue; // among the zeros, which are counted, not kept
+        if hi > 0.0 {
+            // Zeros are counted, never kept: a window starts above them.
+            spans.push((lo.max(f64::from_bits(1)), hi));
         }
-        let lo = if lo > 0.0 { lo } else { *sorted.iter().find(|&&v| v > 0.0).expect("hi > 0") };
-        keys.extend(key16(lo)..=key16(hi));
     }
-    keys.sort_unstable();
-    keys.dedup();
-    let kept = sorted.iter().filter(|&&v| v > 0.0 && keys.binary_search(&key16(v)).is_ok()).count();
-    (!keys.is_empty() && (kept + quantiles.len()) as f64 * scale <= PLANNED_BUDGET).then_some(keys)
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut merged: Vec<(f64, f64)> = vec![];
+    for (lo, hi) in spans {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    if merged.is_empty() {
+        return None;
+    }
+    let kept = sorted.iter().filter(|&&v| merged.iter().any(|&(lo, hi)| lo <= v && v <= hi)).count();
+    Some((Windows::new(merged), (kept + quantiles.len()) as f64 * scale))
+}
+
+/// Disjoint, ascending windows [lo, hi] of positive values the main pass keeps, and what it
+/// needs to place them: the count of values below each window.
+#[derive(Clone, Debug)]
+pub(crate) struct Windows {
+    spans: Vec<(f64, f64)>,
+    /// The 16-bit key of each window's start.
+    lo_keys: Vec<u64>,
+    /// One bit per 16-bit key some window touches: most values are turned away by one load.
+    touched16: Vec<u64>,
+}
+
+/// One worker's findings for [`Windows`]: the values inside each window, and how many values
+/// share the 16-bit key of a window's start but lie below it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WindowsOut {
+    inside: Vec<Vec<f64>>,
+    below_in_key: Vec<u64>,
+}
+
+impl Windows {
+    fn new(spans: Vec<(f64, f64)>) -> Self {
+        let mut touched16 = vec![0u64; (1 << 16) / 64];
+        for &(lo, hi) in &spans {
+            for k in key16(lo)..=key16(hi) {
+                touched16[k as usize / 64] |= 1 << (k % 64);
+            }
+        }
+        let lo_keys = spans.iter().map(|&(lo, _)| key16(lo)).collect();
+        Self { spans, lo_keys, touched16 }
+    }
+
+    pub fn out(&self) -> WindowsOut {
+        WindowsOut { inside: vec![vec![]; self.spans.len()], below_in_key: vec![0; self.spans.len()] }
+    }
+
+    /// One value of the stream (zeros included: they are turned away).
+    #[inline(always)]
+    pub fn offer(&self, v: f64, out: &mut WindowsOut) {
+        let k = key16(v);
+        if v == 0.0 || self.touched16[k as usize / 64] >> (k % 64) & 1 == 0 {
+            return;
+        }
+        // Every window whose start shares v's key and lies above v counts it (windows can share
+        // a key); the window holding v keeps it.
+        for (i, (&(lo, hi), &lo_key)) in self.spans.iter().zip(&self.lo_keys).enumerate() {
+            if v < lo {
+                out.below_in_key[i] += (lo_key == k) as u64;
+            } else if v <= hi {
+                out.inside[i].push(v);
+            }
+        }
+    }
+
+    /// Settle every pending rank of `sel` that falls inside a window (`first`: the same
+    /// stream's first-pass counts).
+    pub fn resolve(&self, sel: &mut Selection, first: &FirstPass, mut out: WindowsOut) {
+        let pending: Vec<(usize, u64)> = sel.pending().collect();
+        for (i, r) in pending {
+            for (w, &(lo, _)) in self.spans.iter().enumerate() {
+                let below = first.zero + first.count_keys_below(key16(lo)) + out.below_in_key[w];
+                let inside = &mut out.inside[w];
+                if below <= r && r < below + inside.len() as u64 {
+                    // A selection, not a sort: linear in the window's size.
+                    sel.settle(i, *inside.select_nth_unstable_by((r - below) as usize, f64::total_cmp).1);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl WindowsOut {
+    /// Values kept so far.
+    pub fn kept(&self) -> usize {
+        self.inside.iter().map(Vec::len).sum()
+    }
+
+    pub fn merge(&mut self, o: WindowsOut) {
+        for (x, y) in self.inside.iter_mut().zip(o.inside) {
+            x.extend(y);
+        }
+        for (x, y) in self.below_in_key.iter_mut().zip(o.below_in_key) {
+            *x += y;
+        }
+    }
 }
 
 /// One worker's gatherings; a stream turns to `None` when the plan has none for it or the
 /// worker's share of the budget overflowed (then the second pass handles it).
 #[derive(Debug)]
 pub(crate) struct Gathered {
-    pub errors: Option<PassOut>,
-    pub ulps: Option<PassOut>,
+    pub errors: Option<WindowsOut>,
+    pub ulps: Option<WindowsOut>,
     /// Pairs this worker put into its chunks' [`BandSums`], and whether it gave up on them.
     band_kept: usize,
     pub band_overflow: bool,
@@ -148,21 +263,20 @@ pub(crate) struct Gathered {
 impl Gathered {
     pub fn new(plan: &Plan) -> Self {
         Self {
-            errors: plan.errors.as_ref().map(Request::out),
-            ulps: plan.ulps.as_ref().map(Request::out),
+            errors: plan.errors.as_ref().map(Windows::out),
+            ulps: plan.ulps.as_ref().map(Windows::out),
             band_kept: 0,
             band_overflow: false,
         }
     }
 
-    /// Give up whatever has outgrown the worker's share.
+    /// Give up everything once the worker's share is outgrown (the second pass then does
+    /// what the prediction was for): memory stays within [`COLLECT_BUDGET`] values in all.
     pub fn check(&mut self, plan: &Plan) {
-        for g in [&mut self.errors, &mut self.ulps] {
-            if g.as_ref().is_some_and(|o| o.kept() > plan.per_worker) {
-                *g = None;
-            }
+        let kept = |g: &Option<WindowsOut>| g.as_ref().map_or(0, WindowsOut::kept);
+        if kept(&self.errors) + kept(&self.ulps) + 2 * self.band_kept > plan.per_worker {
+            (self.errors, self.ulps, self.band_overflow) = (None, None, true);
         }
-        self.band_overflow |= self.band_kept > plan.per_worker;
     }
 
     /// Merge the workers' gatherings: a stream survives only if every worker kept all of it.
@@ -311,13 +425,59 @@ mod tests {
     }
 
     #[test]
-    fn keys_cover_the_sample_quantiles() {
-        let sorted: Vec<f64> = (0..10_000).map(|i| i as f64 * 1e-3).collect();
-        let keys = keys_around(&sorted, &QUANTILES, 1.0).unwrap();
-        for q in QUANTILES {
-            assert!(keys.binary_search(&key16(sorted[(q * 9999.0) as usize])).is_ok(), "{q}");
+    fn a_worker_over_its_share_gives_up_everything() {
+        let plan = Plan { errors: Some(Windows::new(vec![(0.5, 2.0)])), per_worker: 10, ..Default::default() };
+        let mut g = Gathered::new(&plan);
+        let req = plan.errors.as_ref().unwrap();
+        for _ in 0..4 {
+            req.offer(1.0, g.errors.as_mut().unwrap());
         }
-        assert!(keys_around(&sorted, &QUANTILES, 1e9).is_none(), "over the budget");
-        assert!(keys_around(&[0.0; 10], &[0.5], 1.0).is_none(), "all zeros: nothing to keep");
+        g.band_kept = 3;
+        g.check(&plan);
+        assert!(g.errors.is_some() && !g.band_overflow, "4 + 2 x 3 = 10 values: within the share");
+        g.band_kept = 4;
+        g.check(&plan);
+        assert!(g.errors.is_none() && g.ulps.is_none() && g.band_overflow);
+    }
+
+    #[test]
+    fn windows_place_the_wanted_ranks_exactly() {
+        // Values with ties, zeros and a wide spread; the "sample" is every 7th value.
+        let values: Vec<f64> = (0..20_000u64)
+            .map(|i| if i % 11 == 0 { 0.0 } else { ((i * 7919) % 4001) as f64 * 1e-4 * (1 + i % 3) as f64 })
+            .collect();
+        let mut sample: Vec<f64> = values.iter().step_by(7).copied().collect();
+        sample.sort_by(f64::total_cmp);
+        let (w, cost) = windows(&sample, &QUANTILES, 7.0).unwrap();
+        assert!(cost < values.len() as f64 / 2.0, "windows, not everything: {cost}");
+        let mut first = FirstPass::default();
+        let mut out = w.out();
+        for (j, &v) in values.iter().enumerate() {
+            first.add(v, j);
+            w.offer(v, &mut out);
+        }
+        let ranks: Vec<u64> = QUANTILES.iter().map(|q| (q * (values.len() - 1) as f64) as u64).collect();
+        let mut sel = Selection::new(&ranks, &first, false);
+        w.resolve(&mut sel, &first, out);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let want: Vec<f64> = ranks.iter().map(|&r| sorted[r as usize]).collect();
+        assert_eq!(sel.values(), Some(want), "every rank inside its window, placed exactly");
+        assert!(windows(&[0.0; 10], &[0.5], 1.0).is_none(), "all zeros: nothing to keep");
+    }
+
+    #[test]
+    fn windows_sharing_a_key_count_each_others_values() {
+        // [1, 1.03125) is one 16-bit key: both windows and the values between them share it.
+        let w = Windows::new(vec![(1.001, 1.002), (1.004, 1.005)]);
+        let values = [0.0, 0.5, 1.0, 1.0015, 1.003, 1.0045, 1.02, 2.0];
+        let (mut first, mut out) = (FirstPass::default(), w.out());
+        for (j, &v) in values.iter().enumerate() {
+            first.add(v, j);
+            w.offer(v, &mut out);
+        }
+        let mut sel = Selection::new(&[3, 5], &first, false);
+        w.resolve(&mut sel, &first, out);
+        assert_eq!(sel.values(), Some(vec![1.0015, 1.0045]));
     }
 }

@@ -160,15 +160,6 @@ fn wanted16<'a>(prefixes: impl Iterator<Item = &'a u64>, level: usize) -> Vec<u6
 }
 
 impl Request {
-    /// A first-level request that keeps every value under the 16-bit `keys`: what the main
-    /// pass gathers in passing when the buckets are predicted ([`super::predict`]).
-    pub fn keep16(mut keys: Vec<u64>) -> Self {
-        keys.sort_unstable();
-        keys.dedup();
-        let wanted16 = wanted16(keys.iter(), 0);
-        Request { level: 0, collect: keys, refine: vec![], wanted16 }
-    }
-
     pub fn out(&self) -> PassOut {
         PassOut { collected: vec![vec![]; self.collect.len()], sub: vec![Histogram::default(); self.refine.len()] }
     }
@@ -192,11 +183,6 @@ impl Request {
 }
 
 impl PassOut {
-    /// Values kept so far.
-    pub fn kept(&self) -> usize {
-        self.collected.iter().map(Vec::len).sum()
-    }
-
     pub fn merge(&mut self, o: PassOut) {
         for (x, y) in self.collected.iter_mut().zip(o.collected) {
             x.extend(y);
@@ -210,6 +196,8 @@ impl PassOut {
 /// The values at a set of ascending ranks of a stream, resolved pass by pass.
 pub(crate) struct Selection {
     wanted: Vec<Where>,
+    /// The ranks asked for, in the order of `wanted`.
+    ranks: Vec<u64>,
 }
 
 impl Selection {
@@ -231,7 +219,20 @@ impl Selection {
                 Where::Bucket { level: 0, prefix, count, rank }
             })
             .collect();
-        Self { wanted }
+        Self { wanted, ranks: ranks.to_vec() }
+    }
+
+    /// The ranks not known yet, with their places.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.wanted.iter().zip(&self.ranks).enumerate().filter_map(|(i, (w, &r))| match w {
+            Where::Bucket { .. } => Some((i, r)),
+            Where::Known(_) => None,
+        })
+    }
+
+    /// The value at place `i` (see [`Selection::pending`]), found another way.
+    pub fn settle(&mut self, i: usize, v: f64) {
+        self.wanted[i] = Where::Known(v);
     }
 
     /// The pass still needed, if any.
