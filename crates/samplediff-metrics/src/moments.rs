@@ -423,6 +423,9 @@ pub(crate) fn lanes4(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; 4], ops
             };
         }
     };
+    // The lane loop is written out here and in `of_lanes` and `Floored::of` on purpose: passed
+    // through a shared helper, the per-pair closure was no longer vectorised (2026-11-26: +40%
+    // instructions, 3.17 -> 3.84 s for 2 x 1 GiB).
     let whole = a.len() / LANES * LANES;
     for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
         for l in 0..LANES {
