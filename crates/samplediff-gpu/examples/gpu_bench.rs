@@ -27,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use samplediff_formats::{DType, RawTensor};
-use samplediff_gpu::{GpuMetrics, MainPass, Resident, TILE_WORDS, Tolerance};
+use samplediff_gpu::{GpuMetrics, GpuTimer, MainPass, Resident, TILE_WORDS, Tolerance};
 use samplediff_metrics::{Moments, Status, TensorReport};
 use wgpu::util::DeviceExt;
 
@@ -250,19 +250,19 @@ impl<'g> Bench<'g> {
     fn copy(&self) -> Res<(Option<Duration>, Duration)> {
         let device = self.g.device();
         let stamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
-        let timer = Timer::new(self.g);
+        let timer = GpuTimer::new(self.g);
         let (mut best_gpu, mut best_wall) = (None::<Duration>, Duration::MAX);
         for rep in 0..=REPS {
             let mut encoder = device.create_command_encoder(&Default::default());
             if stamps {
-                encoder.write_timestamp(&timer.queries, 0);
+                encoder.write_timestamp(timer.query_set(), 0);
             }
             for (a, b, n) in &self.segments {
                 encoder.copy_buffer_to_buffer(a, 0, &self.dst, 0, n * 4);
                 encoder.copy_buffer_to_buffer(b, 0, &self.dst, 0, n * 4);
             }
             if stamps {
-                encoder.write_timestamp(&timer.queries, 1);
+                encoder.write_timestamp(timer.query_set(), 1);
                 timer.resolve(&mut encoder);
             }
             let t = Instant::now();
@@ -273,7 +273,7 @@ impl<'g> Bench<'g> {
             if rep > 0 {
                 best_wall = best_wall.min(wall);
                 if stamps {
-                    let t = timer.read(self.g);
+                    let t = timer.elapsed(self.g)?.unwrap_or_default();
                     best_gpu = Some(best_gpu.map_or(t, |b| b.min(t)));
                 }
             }
@@ -286,7 +286,7 @@ impl<'g> Bench<'g> {
         if !self.g.has_timestamps() {
             return Ok(None);
         }
-        let timer = Timer::new(self.g);
+        let timer = GpuTimer::new(self.g);
         let mut best = Duration::MAX;
         for rep in 0..=REPS {
             let mut encoder = self.g.device().create_command_encoder(&Default::default());
@@ -295,7 +295,7 @@ impl<'g> Bench<'g> {
             self.g.queue().submit([encoder.finish()]);
             wait(self.g.device());
             if rep > 0 {
-                best = best.min(timer.read(self.g));
+                best = best.min(timer.elapsed(self.g)?.unwrap_or_default());
             }
         }
         Ok(Some(best))
@@ -447,11 +447,11 @@ impl Reader {
     }
 
     /// One pass over both inputs.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, timer: Option<&Timer>) {
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, timer: Option<&GpuTimer>) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("read_sum"),
             timestamp_writes: timer.map(|t| wgpu::ComputePassTimestampWrites {
-                query_set: &t.queries,
+                query_set: t.query_set(),
                 beginning_of_pass_write_index: Some(0),
                 end_of_pass_write_index: Some(1),
             }),
@@ -522,41 +522,4 @@ fn map(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Res<Vec<u8>> {
     let bytes = buffer.get_mapped_range(..)?.to_vec();
     buffer.unmap();
     Ok(bytes)
-}
-
-/// Two timestamps, resolved and read back.
-struct Timer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-}
-
-impl Timer {
-    fn new(g: &GpuMetrics) -> Self {
-        let device = g.device();
-        let buffer = |usage| {
-            device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false })
-        };
-        Self {
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: None,
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }),
-            resolved: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
-            staging: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
-        }
-    }
-
-    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
-        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, 16);
-    }
-
-    fn read(&self, g: &GpuMetrics) -> Duration {
-        let b = map(g.device(), &self.staging).expect("timestamps read back");
-        let t0 = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-        let t1 = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
-        Duration::from_nanos((t1.saturating_sub(t0) as f64 * g.queue().get_timestamp_period() as f64) as u64)
-    }
 }

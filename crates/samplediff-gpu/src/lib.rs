@@ -28,9 +28,11 @@ mod error;
 mod partials;
 mod pass;
 mod plan;
+mod timer;
 
 pub use context::GpuMetrics;
 pub use error::{GpuError, Result};
 pub use partials::MainPass;
 pub use pass::{Resident, Tolerance};
 pub use plan::TILE_WORDS;
+pub use timer::GpuTimer;

@@ -11,6 +11,7 @@ use crate::context::GpuMetrics;
 use crate::error::{GpuError, Result};
 use crate::partials::MainPass;
 use crate::plan::{Binding, Elem, PARTIAL_BYTES, PARTIAL_WORDS, bindings};
+use crate::timer::GpuTimer;
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,7 +120,7 @@ impl GpuMetrics {
         let elem = Elem::of(dtype)?;
         let numel = segments.iter().map(|s| s.numel).sum();
         let run = Run::new(self, numel, elem, tol)?;
-        let timer = (timed && self.timestamps).then(|| Timer::new(self));
+        let timer = (timed && self.timestamps).then(|| GpuTimer::new(self));
         let mut encoder = self.device.create_command_encoder(&Default::default());
         run.record(&mut encoder, segments, 0, timer.as_ref())?;
         if let Some(t) = &timer {
@@ -145,7 +146,7 @@ impl GpuMetrics {
     }
 
     /// `f` of the bytes of `buffer` (MAP_READ), after the work submitted so far.
-    fn with_mapped<T>(&self, buffer: &wgpu::Buffer, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    pub(crate) fn with_mapped<T>(&self, buffer: &wgpu::Buffer, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let (tx, rx) = std::sync::mpsc::channel();
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -159,7 +160,7 @@ impl GpuMetrics {
         Ok(out)
     }
 
-    fn staging(&self, size: u64, label: &str) -> wgpu::Buffer {
+    pub(crate) fn staging(&self, size: u64, label: &str) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -222,7 +223,7 @@ impl<'g> Run<'g> {
         encoder: &mut wgpu::CommandEncoder,
         segments: &[Resident],
         first_tile: u64,
-        timer: Option<&Timer>,
+        timer: Option<&GpuTimer>,
     ) -> Result<()> {
         let mut groups = Vec::new();
         let mut tile = first_tile;
@@ -261,7 +262,7 @@ impl<'g> Run<'g> {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("fused_metrics"),
             timestamp_writes: timer.map(|t| wgpu::ComputePassTimestampWrites {
-                query_set: &t.queries,
+                query_set: t.query_set(),
                 beginning_of_pass_write_index: Some(0),
                 end_of_pass_write_index: Some(1),
             }),
@@ -315,7 +316,7 @@ impl<'g> Run<'g> {
 
     /// Read the partials (and the timer) back and fold them in f64, straight from the mapped
     /// buffer.
-    fn finish(self, timer: Option<Timer>) -> Result<(MainPass, Option<Duration>)> {
+    fn finish(self, timer: Option<GpuTimer>) -> Result<(MainPass, Option<Duration>)> {
         let g = self.g;
         let used = self.tiles * PARTIAL_BYTES;
         let staging = g.staging(used.max(4), "fused_metrics partials read-back");
@@ -333,46 +334,5 @@ impl<'g> Run<'g> {
             return Err(GpuError::Gpu(e.to_string()));
         }
         Ok((pass?, elapsed?.flatten()))
-    }
-}
-
-/// GPU time of one compute pass, from the timestamps at its beginning and end.
-struct Timer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-}
-
-impl Timer {
-    fn new(g: &GpuMetrics) -> Self {
-        Self {
-            queries: g.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("fused_metrics time"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }),
-            resolved: g.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("fused_metrics time"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            staging: g.staging(16, "fused_metrics time read-back"),
-        }
-    }
-
-    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
-        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, 16);
-    }
-
-    fn elapsed(&self, g: &GpuMetrics) -> Result<Option<Duration>> {
-        let b = g.with_mapped(&self.staging, |b| b.to_vec())?;
-        let (t0, t1) = (
-            u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-            u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
-        );
-        let ns = t1.saturating_sub(t0) as f64 * g.queue.get_timestamp_period() as f64;
-        Ok((t1 > t0).then(|| Duration::from_nanos(ns as u64)))
     }
 }
