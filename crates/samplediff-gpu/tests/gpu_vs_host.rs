@@ -256,16 +256,7 @@ fn the_result_does_not_depend_on_how_the_input_is_split() {
     let (a, b) = values(n, 42);
     let (ba, bb) = (encode(DType::F32, &a), encode(DType::F32, &b));
     let host = g.main_pass(&ba, &bb, DType::F32, TOL).unwrap();
-    let upload = |bytes: &[u8]| {
-        let buf = g.device().create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.len() as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        g.queue().write_buffer(&buf, 0, bytes);
-        buf
-    };
+    let upload = |bytes: &[u8]| copy_to(g, bytes);
     let (ga, gb) = (upload(&ba), upload(&bb));
     let resident = g.main_pass_resident(&ga, &gb, n as u64, DType::F32, TOL).unwrap();
     let split = 2 * TILE_WORDS as usize * 4;
