@@ -43,6 +43,9 @@ pub struct Args {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep the generated files (their paths are printed), e.g. to profile `compare` on them.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// One contender's best time.
@@ -70,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         n => anyhow::bail!("bench takes two files (or none, to generate them), got {n}"),
     };
     let result = measure(&args, &files);
-    if generated {
+    if generated && !args.keep {
         files.iter().for_each(|f| _ = std::fs::remove_file(f));
     }
     let bench = result?;
