@@ -70,6 +70,26 @@ pub struct Floored {
     pub max: f64,
 }
 
+/// The floors the main pass is ready for: [`Band::lo`, `Band::hi`) (see `fused::predict`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Band {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// One all-finite block's floored-error sums for every floor in a [`Band`]: pairs with |b| at
+/// or above the band (`hi`: their floored error is the relative error) and below it (`lo`:
+/// |a-b|, divided by the floor at the end).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BandBlock {
+    pub n_hi: u64,
+    pub n_lo: u64,
+    pub sum_hi: f64,
+    pub max_hi: f64,
+    pub sum_lo: f64,
+    pub max_lo: f64,
+}
+
 impl Default for Floored {
     fn default() -> Self {
         Self { n: 0, sum: 0.0, max: f64::NEG_INFINITY }
@@ -139,52 +159,88 @@ impl Moments {
         m
     }
 
-    /// [`Moments::of`] for a block without NaN or Inf (almost every block): no masks, and a
-    /// few short loops over the block (in L1) instead of one long one, so each loop's
-    /// accumulators stay in registers. Same lanes as [`Moments::of_lanes`], same sums.
+    /// The first sweep of an all-finite block: the errors' sums and extremes and the values'
+    /// (co-)sums.
     #[inline(always)]
-    fn of_finite(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+    fn finite_sums(a: &[f64], b: &[f64]) -> Self {
         let n = a.len();
         let mut m = Moments::default();
         m.c.numel = n as u64;
         m.c.finite = n as u64;
-        let [sum_ad, sum_ad2, max_ad, min_nz] = lanes4(
+        let [sum_ad, sum_ad2, max_ad, min_nz, sa, sb, sa2, sb2, sab] = lanes(
             a,
             b,
             |x, y| {
                 let d = (x - y).abs();
-                [d, d * d, d, if d > 0.0 { d } else { f64::INFINITY }]
+                [d, d * d, d, if d > 0.0 { d } else { f64::INFINITY }, x, y, x * x, y * y, x * y]
             },
-            [Op::Add, Op::Add, Op::Max, Op::Min],
+            [Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add],
         );
         (m.sum_ad, m.sum_ad2, m.max_ad, m.min_nonzero_ad) = (sum_ad, sum_ad2, max_ad, min_nz);
-        let [sa, sb, sa2, sb2] = lanes4(a, b, |x, y| [x, y, x * x, y * y], [Op::Add; 4]);
-        let [sab, close, b_zero, _] = lanes4(
+        (m.sum_a, m.sum_b, m.sum_a2, m.sum_b2, m.sum_ab) = (sa, sb, sa2, sb2, sab);
+        m
+    }
+
+    /// [`Moments::of`] for a block without NaN or Inf (almost every block): no masks, and two
+    /// short sweeps over the block (in L1) instead of one long one, so each sweep's
+    /// accumulators stay in registers. Same lanes as [`Moments::of_lanes`], same sums.
+    #[inline(always)]
+    fn of_finite(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+        let mut m = Self::finite_sums(a, b);
+        let [sum_rel, max_rel, close, b_zero] = lanes(
             a,
             b,
             |x, y| {
                 let (d, ay) = ((x - y).abs(), y.abs());
-                [x * y, one_if(d <= ay * tol.rtol + tol.atol), one_if(y == 0.0), 0.0]
-            },
-            [Op::Add; 4],
-        );
-        (m.sum_a, m.sum_b, m.sum_a2, m.sum_b2, m.sum_ab) = (sa, sb, sa2, sb2, sab);
-        // Counts summed as f64 are exact (below 2^53 per block).
-        (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
-        let [sum_rel, max_rel, _, _] = lanes4(
-            a,
-            b,
-            |x, y| {
-                let rel = if y != 0.0 { (x - y).abs() / y.abs() } else { 0.0 };
-                [rel, rel, 0.0, 0.0]
+                let rel = if y != 0.0 { d / ay } else { 0.0 };
+                [rel, rel, one_if(d <= ay * tol.rtol + tol.atol), one_if(y == 0.0)]
             },
             [Op::Add, Op::Max, Op::Add, Op::Add],
         );
         (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
+        // Counts summed as f64 are exact (below 2^53 per block).
+        (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
         if let Some(floor) = floor {
             m.floored = Floored::of(a, b, floor);
         }
         m
+    }
+
+    /// [`Moments::of_block`] of an all-finite block together with the [`BandBlock`] of `band`: the band's sums share
+    /// the relative error's division and the sweep (one division and one sweep per pair
+    /// fewer than computing them apart; same lanes, same bits).
+    #[inline(always)]
+    pub(crate) fn of_finite_in_band(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
+        let mut m = Self::finite_sums(a, b);
+        let ninf = f64::NEG_INFINITY;
+        let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes(
+            a,
+            b,
+            |x, y| {
+                let (d, ay) = ((x - y).abs(), y.abs());
+                let rel = if y != 0.0 { d / ay } else { 0.0 };
+                // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
+                let (hi, lo) = (ay >= band.hi, ay < band.lo);
+                [
+                    rel,
+                    rel,
+                    one_if(d <= ay * tol.rtol + tol.atol),
+                    one_if(y == 0.0),
+                    if hi { rel } else { 0.0 },
+                    if hi { rel } else { ninf },
+                    if lo { d } else { 0.0 },
+                    if lo { d } else { ninf },
+                    one_if(hi),
+                    one_if(lo),
+                ]
+            },
+            [Op::Add, Op::Max, Op::Add, Op::Add, Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add],
+        );
+        (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
+        (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
+        m.centre::<true>(a, b);
+        let block = BandBlock { n_hi: n_hi as u64, n_lo: n_lo as u64, sum_hi, max_hi, sum_lo, max_lo };
+        (m, block)
     }
 
     /// [`Moments::of`] with LANES independent accumulators, element i in lane i % LANES:
@@ -214,7 +270,7 @@ impl Moments {
             return;
         }
         let (ma, mb) = (self.sum_a / n as f64, self.sum_b / n as f64);
-        let [saa, sbb, sab, _] = lanes4(
+        let [saa, sbb, sab, _] = lanes(
             a,
             b,
             |x, y| {
@@ -400,46 +456,52 @@ pub(crate) enum Op {
     Min,
 }
 
-/// Four quantities of every pair reduced over the block, element i in lane i % LANES, lanes
-/// combined in a fixed order. Few accumulators per loop: they stay in (vector) registers.
+/// `Q` quantities of every pair reduced over the block, element i in lane i % LANES, lanes
+/// combined in a fixed order. At most about ten per sweep: the accumulators stay in (vector)
+/// registers, and each sweep shares its loads and common terms among them.
 #[inline(always)]
-pub(crate) fn lanes4(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; 4], ops: [Op; 4]) -> [f64; 4] {
+pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; Q], ops: [Op; Q]) -> [f64; Q] {
     let init = ops.map(|op| match op {
         Op::Add => 0.0,
         Op::Max => f64::NEG_INFINITY,
         Op::Min => f64::INFINITY,
     });
-    let mut acc = [[0.0; LANES]; 4];
-    for q in 0..4 {
+    let mut acc = [[0.0; LANES]; Q];
+    for q in 0..Q {
         acc[q] = [init[q]; LANES];
     }
-    let mut step = |l: usize, x: f64, y: f64| {
-        let v = f(x, y);
-        for q in 0..4 {
-            acc[q][l] = match ops[q] {
-                Op::Add => acc[q][l] + v[q],
-                Op::Max => acc[q][l].max(v[q]),
-                Op::Min => acc[q][l].min(v[q]),
-            };
-        }
-    };
     // The lane loop is written out here and in `of_lanes` and `Floored::of` on purpose: passed
     // through a shared helper, the per-pair closure was no longer vectorised (2026-11-26: +40%
     // instructions, 3.17 -> 3.84 s for 2 x 1 GiB).
     let whole = a.len() / LANES * LANES;
     for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
         for l in 0..LANES {
-            step(l, ca[l], cb[l]);
+            reduce(&mut acc, l, f(ca[l], cb[l]), ops);
         }
     }
     for (l, (&x, &y)) in a[whole..].iter().zip(&b[whole..]).enumerate() {
-        step(l, x, y);
+        reduce(&mut acc, l, f(x, y), ops);
     }
     std::array::from_fn(|q| match ops[q] {
         Op::Add => fold(acc[q]),
         Op::Max => acc[q].into_iter().fold(f64::NEG_INFINITY, f64::max),
         Op::Min => acc[q].into_iter().fold(f64::INFINITY, f64::min),
     })
+}
+
+/// Fold one pair's quantities into lane `l` of the accumulators. A function marked to be
+/// inlined and called straight from the loops, not from a closure: at ten quantities the
+/// compiler stopped inlining such a closure, and every pair became a call (2026-12-06: twice
+/// the instructions of the whole comparison).
+#[inline(always)]
+fn reduce<const Q: usize>(acc: &mut [[f64; LANES]; Q], l: usize, v: [f64; Q], ops: [Op; Q]) {
+    for q in 0..Q {
+        acc[q][l] = match ops[q] {
+            Op::Add => acc[q][l] + v[q],
+            Op::Max => acc[q][l].max(v[q]),
+            Op::Min => acc[q][l].min(v[q]),
+        };
+    }
 }
 
 /// 1.0 or 0.0: a select, which vectorises (a `bool as f64` conversion does not).

@@ -329,16 +329,25 @@ impl<'a> Kernel<'a> {
         while let Some((i, fa, fb, ba, bb)) = blocks.next() {
             // Almost every block is all finite: its loops then need no masks.
             let finite = all_finite(fa, fb);
-            let m = Moments::of_block(fa, fb, self.tol, self.floor, finite);
+            let m = match self.plan.band {
+                Some(band) if finite => {
+                    let (m, sums) = Moments::of_finite_in_band(fa, fb, self.tol, band);
+                    let n_in = fa.len() - (sums.n_hi + sums.n_lo) as usize;
+                    part.band.add_block(sums, n_in, fa, fb, band, &mut l.gathered);
+                    m
+                }
+                Some(band) => {
+                    part.band.add(fa, fb, band, &mut l.gathered);
+                    Moments::of_block(fa, fb, self.tol, self.floor, false)
+                }
+                None => Moments::of_block(fa, fb, self.tol, self.floor, finite),
+            };
             part.global.merge(&m);
             if let Some((step, n)) = self.slicing.channels {
                 merge_into(&mut part.channels, (i / step) % n, &m);
             }
             if let Some((step, n)) = self.slicing.frames {
                 merge_into(&mut part.frames, (i / step) % n, &m);
-            }
-            if let Some(band) = self.plan.band {
-                part.band.add(fa, fb, band, &mut l.gathered);
             }
             if finite {
                 self.errors::<true>(l, &mut part, i, fa, fb);

@@ -16,7 +16,7 @@
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
 use super::select::{COLLECT_BUDGET, FirstPass, Selection, key16};
-use crate::moments::{Floored, Op, abs_diff, lanes4, one_if};
+use crate::moments::{Band, BandBlock, Floored, Op, abs_diff, lanes, one_if};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
 
@@ -29,13 +29,6 @@ const MAX_RUNS: usize = 64;
 /// Values (8 bytes each; a band pair counts two) the prediction may plan to keep in all: half
 /// of the hard limit, [`COLLECT_BUDGET`] (256 MiB), which all workers together never exceed.
 const PLANNED_BUDGET: f64 = (COLLECT_BUDGET / 2) as f64;
-
-/// The floors the main pass is ready for: [`Band::lo`, `Band::hi`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Band {
-    pub lo: f64,
-    pub hi: f64,
-}
 
 /// What the main pass gathers.
 #[derive(Debug, Default)]
@@ -299,6 +292,15 @@ impl Gathered {
     }
 }
 
+/// Where a pair lies against the band: (above, below, finite, |a-b|, |b|); non-finite pairs
+/// neither above nor below.
+#[inline(always)]
+fn sides(x: f64, y: f64, band: Band) -> (bool, bool, bool, f64, f64) {
+    let fin = x.is_finite() & y.is_finite();
+    let ab = y.abs();
+    (fin & (ab >= band.hi), fin & (ab < band.lo), fin, (x - y).abs(), ab)
+}
+
 /// The floored relative error's sums for every floor in a [`Band`], over one chunk: pairs with
 /// |b| above the band divide by |b| whatever the floor, those below by the floor (so their
 /// |a-b| is summed and divided at the end), and those inside are kept.
@@ -321,43 +323,47 @@ impl Default for BandSums {
 }
 
 impl BandSums {
-    /// One block of decoded pairs; `g` counts the pairs kept.
+    /// One block of decoded pairs that may hold NaN or Inf; `g` counts the pairs kept. (An
+    /// all-finite block's sums come with its moments: [`BandSums::add_block`].)
     #[inline(always)]
     pub fn add(&mut self, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
         // Two branch-free sweeps (they vectorise), then, only if some pair fell inside the
         // band, a third to keep those pairs.
         let ninf = f64::NEG_INFINITY;
-        let sides = |x: f64, y: f64| {
-            let fin = x.is_finite() & y.is_finite();
-            let ab = y.abs();
-            (fin & (ab >= band.hi), fin & (ab < band.lo), fin, (x - y).abs(), ab)
-        };
-        let [sum_hi, max_hi, sum_lo, max_lo] = lanes4(
+        let [sum_hi, max_hi, sum_lo, max_lo] = lanes(
             a,
             b,
             |x, y| {
-                let (hi, lo, _, d, ab) = sides(x, y);
+                let (hi, lo, _, d, ab) = sides(x, y, band);
                 let r = if hi { d / ab } else { 0.0 };
                 [r, if hi { r } else { ninf }, if lo { d } else { 0.0 }, if lo { d } else { ninf }]
             },
             [Op::Add, Op::Max, Op::Add, Op::Max],
         );
-        let [n_hi, n_lo, n_in, _] = lanes4(
+        let [n_hi, n_lo, n_in, _] = lanes(
             a,
             b,
             |x, y| {
-                let (hi, lo, fin, _, _) = sides(x, y);
+                let (hi, lo, fin, _, _) = sides(x, y, band);
                 [one_if(hi), one_if(lo), one_if(fin & !hi & !lo), 0.0]
             },
             [Op::Add; 4],
         );
         // Counts summed as f64 are exact (a block is far below 2^53).
-        (self.n_hi, self.n_lo) = (self.n_hi + n_hi as u64, self.n_lo + n_lo as u64);
-        self.sum_hi += sum_hi;
-        self.max_hi = self.max_hi.max(max_hi);
-        self.sum_lo += sum_lo;
-        self.max_lo = self.max_lo.max(max_lo);
-        let mut left = n_in as usize;
+        let block = BandBlock { n_hi: n_hi as u64, n_lo: n_lo as u64, sum_hi, max_hi, sum_lo, max_lo };
+        self.add_block(block, n_in as usize, a, b, band, g);
+    }
+
+    /// One block's sums, and its `n_in` pairs inside the band kept (found by a sweep that
+    /// stops at the last of them).
+    #[inline(always)]
+    pub fn add_block(&mut self, s: BandBlock, n_in: usize, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
+        (self.n_hi, self.n_lo) = (self.n_hi + s.n_hi, self.n_lo + s.n_lo);
+        self.sum_hi += s.sum_hi;
+        self.max_hi = self.max_hi.max(s.max_hi);
+        self.sum_lo += s.sum_lo;
+        self.max_lo = self.max_lo.max(s.max_lo);
+        let mut left = n_in;
         g.band_kept += left;
         if g.band_overflow {
             return;
@@ -366,7 +372,7 @@ impl BandSums {
             if left == 0 {
                 break;
             }
-            let (hi, lo, fin, d, ab) = sides(x, y);
+            let (hi, lo, fin, d, ab) = sides(x, y, band);
             if fin & !hi & !lo {
                 self.inside.push((d, ab));
                 left -= 1;
