@@ -167,6 +167,26 @@ fn ordinary_data_is_read_once() {
 }
 
 #[test]
+fn a_sample_unlike_the_rest_costs_passes_not_exactness() {
+    // The sample reads 64 evenly spaced runs of 1024 elements: make every ULP distance and
+    // error there small and everywhere else large, so that every window misses its rank
+    // (the ULP median then needs its histogram counted in a pass of its own).
+    let (n, runs, block) = (1usize << 20, 64, 1024);
+    let step = (n - block) / (runs - 1);
+    let sampled = |i: usize| (0..runs).any(|r| (r * step..r * step + block).contains(&i));
+    let b: Vec<f32> = (0..n).map(|i| 1.0 + (i % 4099) as f32 * 1e-4).collect();
+    let a: Vec<f32> = b
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| f32::from_bits(x.to_bits() + if sampled(i) { 1 } else { 1000 + (i % 7) as u32 }))
+        .collect();
+    let (a, b) = (RawTensor::from_f32("t", vec![n], &a), RawTensor::from_f32("t", vec![n], &b));
+    let r = check(&a, &b, &CompareOptions::default());
+    assert_eq!(r.ulp_median, Some(1003.0));
+    assert!(bytes_read(&a, &b, &CompareOptions::default()) > pass_bytes(&a, &b), "a second pass ran");
+}
+
+#[test]
 fn progress_counts_every_byte_of_every_pass() {
     let (a, b) = pair(9, &[250_000], DType::BF16, DType::F32);
     let seen = Arc::new(AtomicU64::new(0));

@@ -44,14 +44,14 @@ impl Default for Decades {
 }
 
 impl Decades {
-    /// One error `d > 0`.
+    /// One error `d >= 0` (zeros are not counted).
     #[inline(always)]
     pub fn add(&mut self, d: f64) {
         let e = (d.to_bits() >> 52) as usize & (BINADES - 1);
         let (p, key) = self.p10[e];
         if key16(d) == key {
             self.below_power[e] += (d < p) as u64;
-        } else if e == 0 {
+        } else if e == 0 && d > 0.0 {
             *self.subnormal.entry(decade(d)).or_default() += 1;
         }
     }

@@ -104,21 +104,31 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
     let floor = opts.rel_floor.unwrap_or_else(|| if n > 0 { global.default_floor() } else { 0.0 });
     let positions = if n > 0 { quantile_positions(n) } else { vec![] };
     let error_ranks: Vec<u64> = positions.iter().flat_map(|&(lo, hi, _)| [lo, hi]).collect();
+    // What the main pass gathered on the sample's prediction (see `predict`).
+    let g = total.gathered;
     let mut errors = Selection::new(&error_ranks, &total.errors, false);
+    if let (Some(w), Some(out)) = (&k.plan.errors, g.errors) {
+        errors.settle_found(&w.settle(&error_ranks, out));
+    }
     let ulp_ranks: Vec<u64> = match total.ulp_n {
         0 => vec![],
         m if m % 2 == 1 => vec![m / 2],
         m => vec![m / 2 - 1, m / 2],
     };
-    let mut ulps = Selection::new(&ulp_ranks, &total.ulps, true);
-    // What the main pass gathered on the sample's prediction (see `predict`).
-    let g = total.gathered;
-    if let (Some(w), Some(out)) = (&k.plan.errors, g.errors) {
-        w.resolve(&mut errors, &total.errors, out);
-    }
-    if let (Some(w), Some(out)) = (&k.plan.ulps, g.ulps) {
-        w.resolve(&mut ulps, &total.ulps, out);
-    }
+    let found = match (&k.plan.ulps, g.ulps) {
+        (Some(w), Some(out)) => w.settle(&ulp_ranks, out),
+        _ => vec![None; ulp_ranks.len()],
+    };
+    let mut ulps = if let Some(values) = found.iter().copied().collect::<Option<Vec<f64>>>() {
+        Selection::known(values)
+    } else {
+        // With windows the main pass leaves the ULP histogram out (see `Kernel::main_pass_body`):
+        // a mispredicted median costs a pass to count it.
+        let first = if k.plan.ulps.is_some() { k.ulp_histogram(host.threads) } else { total.ulps };
+        let mut s = Selection::new(&ulp_ranks, &first, true);
+        s.settle_found(&found);
+        s
+    };
     let mut floored = (opts.rel_floor.is_none() && n > 0).then_some(floor);
     if let (Some(band), false) = (k.plan.band, g.band_overflow)
         && floored.is_some()
@@ -325,7 +335,8 @@ impl<'a> Kernel<'a> {
     fn main_pass_body<const _AVX2: bool>(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
         let mut blocks = Blocks::new(self, c);
-        let mut ulps = [0u64; BLOCK];
+        // Zeroed once per chunk: per block it cost a sixth of the pass's instructions.
+        let mut s = Scratch { d: [0.0; BLOCK], values: [0.0; BLOCK], ulps: [0; BLOCK], flags: [0; BLOCK] };
         while let Some((i, fa, fb, ba, bb)) = blocks.next() {
             // Almost every block is all finite: its loops then need no masks.
             let finite = all_finite(fa, fb);
@@ -350,28 +361,31 @@ impl<'a> Kernel<'a> {
                 merge_into(&mut part.frames, (i / step) % n, &m);
             }
             if finite {
-                self.errors::<true>(l, &mut part, i, fa, fb);
+                self.errors::<true>(l, &mut part, &mut s, i, fa, fb, m.max_ad);
             } else {
-                self.errors::<false>(l, &mut part, i, fa, fb);
+                self.errors::<false>(l, &mut part, &mut s, i, fa, fb, m.max_ad);
             }
             if self.ulp {
                 // Distances into a buffer first (a tight loop), then counted: one closure
                 // call per element would not be inlined.
                 let mut n = 0;
                 ulp_distances(self.a.dtype, ba, bb, finite, |d| {
-                    ulps[n] = d;
+                    s.ulps[n] = d;
                     n += 1;
                 });
-                let mut max = part.ulp_max;
-                let mut gather = self.plan.ulps.as_ref().zip(l.gathered.ulps.as_mut());
-                for (j, &d) in ulps[..n].iter().enumerate() {
-                    l.ulps.add(d as f64, j);
-                    if let Some((req, out)) = &mut gather {
-                        req.offer(d as f64, out);
+                let ulps = &s.ulps[..n];
+                part.ulp_max = ulps.iter().fold(part.ulp_max, |m, &d| m.max(d));
+                part.ulp_n += n as u64;
+                match (&self.plan.ulps, &mut l.gathered.ulps) {
+                    // The median from the windows alone: no histogram (it is counted in a pass
+                    // of its own if the prediction fails).
+                    (Some(w), Some(out)) => {
+                        s.values.iter_mut().zip(ulps).for_each(|(v, &d)| *v = d as f64);
+                        w.offer_block(&s.values[..n], &mut s.flags, out);
                     }
-                    max = max.max(d);
+                    (Some(_), None) => {}
+                    (None, _) => ulps.iter().enumerate().for_each(|(j, &d)| l.ulps.add(d as f64, j)),
                 }
-                (part.ulp_max, part.ulp_n) = (max, part.ulp_n + n as u64);
             }
             l.gathered.check(&self.plan);
         }
@@ -381,24 +395,67 @@ impl<'a> Kernel<'a> {
 
     /// The per-element error statistics of one block starting at element `i`: the error
     /// histogram, decades, worst elements and what the plan gathers. `FINITE`: no pair of the
-    /// block has a NaN or Inf.
+    /// block has a NaN or Inf. `max`: the block's largest error.
     #[inline(always)]
-    fn errors<const FINITE: bool>(&self, l: &mut Local, part: &mut Part, i: usize, fa: &[f64], fb: &[f64]) {
-        let mut gather = self.plan.errors.as_ref().zip(l.gathered.errors.as_mut());
-        for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
-            if !FINITE && !(x.is_finite() && y.is_finite()) {
-                continue;
+    #[allow(clippy::too_many_arguments)]
+    fn errors<const FINITE: bool>(
+        &self,
+        l: &mut Local,
+        part: &mut Part,
+        s: &mut Scratch,
+        i: usize,
+        fa: &[f64],
+        fb: &[f64],
+        max: f64,
+    ) {
+        let Local { errors, decades, gathered, .. } = l;
+        if !FINITE {
+            let mut gather = self.plan.errors.as_ref().zip(gathered.errors.as_mut());
+            for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
+                let Some(d) = abs_diff(x, y) else { continue };
+                errors.add(d, j);
+                decades.add(d);
+                part.worst.offer(d, i + j, x, y, self.top_k);
+                if let Some((w, out)) = &mut gather {
+                    w.offer(d, out);
+                }
             }
-            let d = (x - y).abs();
-            l.errors.add(d, j);
-            if d > 0.0 {
-                l.decades.add(d);
-            }
-            part.worst.offer(d, i + j, x, y, self.top_k);
-            if let Some((req, out)) = &mut gather {
-                req.offer(d, out);
+            return;
+        }
+        // Each statistic in a loop of its own over the block's errors: the branch-free ones
+        // vectorise, and the worst elements are looked at only when the block could hold one.
+        let d = &mut s.d[..fa.len()];
+        d.iter_mut().zip(fa.iter().zip(fb)).for_each(|(d, (&x, &y))| *d = (x - y).abs());
+        errors.add_block(d, 0);
+        d.iter().for_each(|&d| decades.add(d));
+        if max >= part.worst.gate {
+            for (j, &dj) in d.iter().enumerate() {
+                part.worst.offer(dj, i + j, fa[j], fb[j], self.top_k);
             }
         }
+        if let (Some(w), Some(out)) = (&self.plan.errors, &mut gathered.errors) {
+            w.offer_block(d, &mut s.flags, out);
+        }
+    }
+
+    /// The ULP distances' first-pass histogram, in a pass of its own (the main pass leaves it
+    /// out when the sample predicted the median; this runs when the prediction failed).
+    fn ulp_histogram(&self, threads: usize) -> FirstPass {
+        let (_, locals) = workers::run(self.chunks(), threads, FirstPass::default, |first, c| {
+            let mut blocks = Blocks::new(self, c);
+            while let Some((_, _, _, ba, bb)) = blocks.next() {
+                let mut j = 0;
+                ulp_distances(self.a.dtype, ba, bb, false, |d| {
+                    first.add(d as f64, j);
+                    j += 1;
+                });
+            }
+            self.finish_chunk(c);
+        });
+        locals.iter().fold(FirstPass::default(), |mut all, f| {
+            all.merge(f);
+            all
+        })
     }
 
     /// A later pass over chunk `c`: values for the order statistics, and the floored errors
@@ -468,6 +525,17 @@ impl<'k, 'a> Blocks<'k, 'a> {
         self.i += len;
         Some((i, &self.fa[..len], &self.fb[..len], ba, bb))
     }
+}
+
+/// The main pass's per-block buffers.
+struct Scratch {
+    /// |a-b| of an all-finite block.
+    d: [f64; BLOCK],
+    /// ULP distances as floats, for the windows.
+    values: [f64; BLOCK],
+    ulps: [u64; BLOCK],
+    /// Window flags ([`predict::Windows::offer_block`]).
+    flags: [u64; BLOCK],
 }
 
 /// Merge a run's moments into the last entry when it is the same slice, else start one.

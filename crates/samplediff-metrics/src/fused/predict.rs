@@ -15,7 +15,7 @@
 
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
-use super::select::{COLLECT_BUDGET, FirstPass, Selection, key16};
+use super::select::COLLECT_BUDGET;
 use crate::moments::{Band, BandBlock, Floored, Op, abs_diff, lanes, one_if};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -155,74 +155,94 @@ fn windows(sorted: &[f64], quantiles: &[f64], scale: f64) -> Option<(Windows, f6
     Some((Windows::new(merged), (kept + quantiles.len()) as f64 * scale))
 }
 
-/// Disjoint, ascending windows [lo, hi] of positive values the main pass keeps, and what it
-/// needs to place them: the count of values below each window.
+/// Disjoint, ascending windows [lo, hi] of positive values the main pass keeps (at most
+/// [`MAX_WINDOWS`]), which it places by counting the values below each window.
 #[derive(Clone, Debug)]
 pub(crate) struct Windows {
     spans: Vec<(f64, f64)>,
-    /// The 16-bit key of each window's start.
-    lo_keys: Vec<u64>,
-    /// One bit per 16-bit key some window touches: most values are turned away by one load.
-    touched16: Vec<u64>,
 }
 
-/// One worker's findings for [`Windows`]: the values inside each window, and how many values
-/// share the 16-bit key of a window's start but lie below it.
+/// At most this many windows: one bit each in [`Windows::offer_block`]'s flags (there are
+/// four quantiles, so at most four windows).
+const MAX_WINDOWS: usize = 64;
+
+/// One worker's findings for [`Windows`]: the values inside each window and the count of
+/// values (zeros included) below it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WindowsOut {
     inside: Vec<Vec<f64>>,
-    below_in_key: Vec<u64>,
+    below: Vec<u64>,
 }
 
 impl Windows {
     fn new(spans: Vec<(f64, f64)>) -> Self {
-        let mut touched16 = vec![0u64; (1 << 16) / 64];
-        for &(lo, hi) in &spans {
-            for k in key16(lo)..=key16(hi) {
-                touched16[k as usize / 64] |= 1 << (k % 64);
-            }
-        }
-        let lo_keys = spans.iter().map(|&(lo, _)| key16(lo)).collect();
-        Self { spans, lo_keys, touched16 }
+        assert!(spans.len() <= MAX_WINDOWS, "{} windows", spans.len());
+        Self { spans }
     }
 
     pub fn out(&self) -> WindowsOut {
-        WindowsOut { inside: vec![vec![]; self.spans.len()], below_in_key: vec![0; self.spans.len()] }
+        WindowsOut { inside: vec![vec![]; self.spans.len()], below: vec![0; self.spans.len()] }
     }
 
-    /// One value of the stream (zeros included: they are turned away).
+    /// One value of the stream (the path of blocks with NaN or Inf; [`Windows::offer_block`]
+    /// for the others).
     #[inline(always)]
     pub fn offer(&self, v: f64, out: &mut WindowsOut) {
-        let k = key16(v);
-        if v == 0.0 || self.touched16[k as usize / 64] >> (k % 64) & 1 == 0 {
-            return;
-        }
-        // Every window whose start shares v's key and lies above v counts it (windows can share
-        // a key); the window holding v keeps it.
-        for (i, (&(lo, hi), &lo_key)) in self.spans.iter().zip(&self.lo_keys).enumerate() {
-            if v < lo {
-                out.below_in_key[i] += (lo_key == k) as u64;
-            } else if v <= hi {
-                out.inside[i].push(v);
+        for (w, &(lo, hi)) in self.spans.iter().enumerate() {
+            out.below[w] += (v < lo) as u64;
+            if lo <= v && v <= hi {
+                out.inside[w].push(v);
             }
         }
     }
 
-    /// Settle every pending rank of `sel` that falls inside a window (`first`: the same
-    /// stream's first-pass counts).
-    pub fn resolve(&self, sel: &mut Selection, first: &FirstPass, mut out: WindowsOut) {
-        let pending: Vec<(usize, u64)> = sel.pending().collect();
-        for (i, r) in pending {
-            for (w, &(lo, _)) in self.spans.iter().enumerate() {
-                let below = first.zero + first.count_keys_below(key16(lo)) + out.below_in_key[w];
-                let inside = &mut out.inside[w];
-                if below <= r && r < below + inside.len() as u64 {
-                    // A selection, not a sort: linear in the window's size.
-                    sel.settle(i, *inside.select_nth_unstable_by((r - below) as usize, f64::total_cmp).1);
-                    break;
+    /// A block of values of the stream: counted against every window by branch-free loops
+    /// (they vectorise), which also flag the few values inside a window, one bit per window
+    /// in `flags` (scratch space, at least as long as `values`); only groups of eight with a
+    /// flag are then visited.
+    #[inline(always)]
+    pub fn offer_block(&self, values: &[f64], flags: &mut [u64], out: &mut WindowsOut) {
+        let flags = &mut flags[..values.len()];
+        let mut any = 0;
+        for (w, &(lo, hi)) in self.spans.iter().enumerate() {
+            let (mut below, mut inside) = (0u64, 0u64);
+            for (f, &v) in flags.iter_mut().zip(values) {
+                let is_in = (lo <= v) & (v <= hi);
+                below += (v < lo) as u64;
+                inside += is_in as u64;
+                // The first window sets the flags, the others add theirs.
+                *f = if w == 0 { 0 } else { *f } | (is_in as u64) << w;
+            }
+            out.below[w] += below;
+            any += inside;
+        }
+        if any == 0 {
+            return;
+        }
+        for (f, v) in flags.chunks(8).zip(values.chunks(8)) {
+            if f.iter().fold(0, |a, &x| a | x) == 0 {
+                continue;
+            }
+            for (&f, &v) in f.iter().zip(v) {
+                if f != 0 {
+                    // Windows are disjoint: a flag has one bit, its window's.
+                    out.inside[f.trailing_zeros() as usize].push(v);
                 }
             }
         }
+    }
+
+    /// The value at each of `ranks` (ascending, zeros included) that falls inside a window.
+    pub fn settle(&self, ranks: &[u64], mut out: WindowsOut) -> Vec<Option<f64>> {
+        ranks
+            .iter()
+            .map(|&r| {
+                let (inside, below) = (&mut out.inside, &out.below);
+                let w = (0..self.spans.len()).find(|&w| below[w] <= r && r < below[w] + inside[w].len() as u64)?;
+                // A selection, not a sort: linear in the window's size.
+                Some(*inside[w].select_nth_unstable_by((r - below[w]) as usize, f64::total_cmp).1)
+            })
+            .collect()
     }
 }
 
@@ -236,7 +256,7 @@ impl WindowsOut {
         for (x, y) in self.inside.iter_mut().zip(o.inside) {
             x.extend(y);
         }
-        for (x, y) in self.below_in_key.iter_mut().zip(o.below_in_key) {
+        for (x, y) in self.below.iter_mut().zip(o.below) {
             *x += y;
         }
     }
@@ -456,34 +476,26 @@ mod tests {
         sample.sort_by(f64::total_cmp);
         let (w, cost) = windows(&sample, &QUANTILES, 7.0).unwrap();
         assert!(cost < values.len() as f64 / 2.0, "windows, not everything: {cost}");
-        let mut first = FirstPass::default();
-        let mut out = w.out();
-        for (j, &v) in values.iter().enumerate() {
-            first.add(v, j);
-            w.offer(v, &mut out);
-        }
+        // Offered one by one and by blocks (with a short last block): the same findings.
+        let (mut one, mut blocks) = (w.out(), w.out());
+        values.iter().for_each(|&v| w.offer(v, &mut one));
+        let mut flags = [0; BLOCK];
+        values.chunks(BLOCK).for_each(|b| w.offer_block(b, &mut flags, &mut blocks));
         let ranks: Vec<u64> = QUANTILES.iter().map(|q| (q * (values.len() - 1) as f64) as u64).collect();
-        let mut sel = Selection::new(&ranks, &first, false);
-        w.resolve(&mut sel, &first, out);
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
-        let want: Vec<f64> = ranks.iter().map(|&r| sorted[r as usize]).collect();
-        assert_eq!(sel.values(), Some(want), "every rank inside its window, placed exactly");
+        let want: Vec<Option<f64>> = ranks.iter().map(|&r| Some(sorted[r as usize])).collect();
+        assert_eq!(w.settle(&ranks, one), want, "every rank inside its window, placed exactly");
+        assert_eq!(w.settle(&ranks, blocks), want);
         assert!(windows(&[0.0; 10], &[0.5], 1.0).is_none(), "all zeros: nothing to keep");
     }
 
     #[test]
-    fn windows_sharing_a_key_count_each_others_values() {
-        // [1, 1.03125) is one 16-bit key: both windows and the values between them share it.
+    fn a_rank_outside_every_window_is_left_open() {
         let w = Windows::new(vec![(1.001, 1.002), (1.004, 1.005)]);
         let values = [0.0, 0.5, 1.0, 1.0015, 1.003, 1.0045, 1.02, 2.0];
-        let (mut first, mut out) = (FirstPass::default(), w.out());
-        for (j, &v) in values.iter().enumerate() {
-            first.add(v, j);
-            w.offer(v, &mut out);
-        }
-        let mut sel = Selection::new(&[3, 5], &first, false);
-        w.resolve(&mut sel, &first, out);
-        assert_eq!(sel.values(), Some(vec![1.0015, 1.0045]));
+        let mut out = w.out();
+        w.offer_block(&values, &mut [0; 8], &mut out);
+        assert_eq!(w.settle(&[3, 4, 5, 0], out), vec![Some(1.0015), None, Some(1.0045), None]);
     }
 }

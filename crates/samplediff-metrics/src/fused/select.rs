@@ -96,6 +96,16 @@ impl FirstPass {
         self.hist.add(key16(v) as usize, lane);
     }
 
+    /// A block of values (`lane`: the first one's, see [`Histogram`]): zeros counted by a loop
+    /// of their own, which vectorises.
+    #[inline(always)]
+    pub fn add_block(&mut self, values: &[f64], lane: usize) {
+        self.zero += values.iter().map(|&v| (v == 0.0) as u64).sum::<u64>();
+        for (j, &v) in values.iter().enumerate() {
+            self.hist.add(key16(v) as usize, lane + j);
+        }
+    }
+
     /// Count of non-zero values per 16-bit key, in key order.
     fn totals(&self) -> impl Iterator<Item = u64> + '_ {
         self.hist.totals().enumerate().map(|(k, c)| if k == 0 { c - self.zero } else { c })
@@ -195,9 +205,8 @@ impl PassOut {
 
 /// The values at a set of ascending ranks of a stream, resolved pass by pass.
 pub(crate) struct Selection {
+    /// One place per rank asked for, in the order asked.
     wanted: Vec<Where>,
-    /// The ranks asked for, in the order of `wanted`.
-    ranks: Vec<u64>,
 }
 
 impl Selection {
@@ -219,18 +228,25 @@ impl Selection {
                 Where::Bucket { level: 0, prefix, count, rank }
             })
             .collect();
-        Self { wanted, ranks: ranks.to_vec() }
+        Self { wanted }
     }
 
-    /// The ranks not known yet, with their places.
-    pub fn pending(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.wanted.iter().zip(&self.ranks).enumerate().filter_map(|(i, (w, &r))| match w {
-            Where::Bucket { .. } => Some((i, r)),
-            Where::Known(_) => None,
-        })
+    /// Ranks whose `values` are already known (found without a histogram).
+    pub fn known(values: Vec<f64>) -> Self {
+        Self { wanted: values.into_iter().map(Where::Known).collect() }
     }
 
-    /// The value at place `i` (see [`Selection::pending`]), found another way.
+    /// Settle every place whose value was found another way (`found`, in the order of the
+    /// ranks).
+    pub fn settle_found(&mut self, found: &[Option<f64>]) {
+        for (i, v) in found.iter().enumerate() {
+            if let Some(v) = *v {
+                self.settle(i, v);
+            }
+        }
+    }
+
+    /// The value at place `i` (the order of the ranks), found another way.
     pub fn settle(&mut self, i: usize, v: f64) {
         self.wanted[i] = Where::Known(v);
     }
