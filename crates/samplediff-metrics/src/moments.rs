@@ -496,10 +496,26 @@ pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -
 #[inline(always)]
 fn reduce<const Q: usize>(acc: &mut [[f64; LANES]; Q], l: usize, v: [f64; Q], ops: [Op; Q]) {
     for q in 0..Q {
+        // Compare-and-select rather than f64::max/min: one instruction instead of three (no
+        // NaN handling), and the same result: a NaN `v` is skipped either way, and the
+        // accumulators start at -inf/+inf and never become NaN.
+        let (a, v) = (acc[q][l], v[q]);
         acc[q][l] = match ops[q] {
-            Op::Add => acc[q][l] + v[q],
-            Op::Max => acc[q][l].max(v[q]),
-            Op::Min => acc[q][l].min(v[q]),
+            Op::Add => a + v,
+            Op::Max => {
+                if v > a {
+                    v
+                } else {
+                    a
+                }
+            }
+            Op::Min => {
+                if v < a {
+                    v
+                } else {
+                    a
+                }
+            }
         };
     }
 }
