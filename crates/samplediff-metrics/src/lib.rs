@@ -21,6 +21,7 @@ mod engine;
 mod error;
 pub mod fused;
 pub mod hints;
+mod lanes;
 pub mod maps;
 mod moments;
 mod options;

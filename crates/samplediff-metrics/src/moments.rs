@@ -9,6 +9,7 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
+use crate::lanes::{F4, LANES, Op, fold, lanes};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -172,7 +173,8 @@ impl Moments {
             b,
             |x, y| {
                 let d = (x - y).abs();
-                [d, d * d, d, if d > 0.0 { d } else { f64::INFINITY }, x, y, x * x, y * y, x * y]
+                let nonzero = d.gt(F4::splat(0.0)).select(d, F4::splat(f64::INFINITY));
+                [d, d * d, d, nonzero, x, y, x * x, y * y, x * y]
             },
             [Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add],
         );
@@ -191,9 +193,9 @@ impl Moments {
             a,
             b,
             |x, y| {
-                let (d, ay) = ((x - y).abs(), y.abs());
-                let rel = if y != 0.0 { d / ay } else { 0.0 };
-                [rel, rel, one_if(d <= ay * tol.rtol + tol.atol), one_if(y == 0.0)]
+                let (d, ay, zero) = ((x - y).abs(), y.abs(), F4::splat(0.0));
+                let rel = y.ne(zero).select(d / ay, zero);
+                [rel, rel, d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(), y.eq(zero).one()]
             },
             [Op::Add, Op::Max, Op::Add, Op::Add],
         );
@@ -212,26 +214,25 @@ impl Moments {
     #[inline(always)]
     pub(crate) fn of_finite_in_band(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
         let mut m = Self::finite_sums(a, b);
-        let ninf = f64::NEG_INFINITY;
         let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes(
             a,
             b,
             |x, y| {
-                let (d, ay) = ((x - y).abs(), y.abs());
-                let rel = if y != 0.0 { d / ay } else { 0.0 };
+                let (d, ay, zero, ninf) = ((x - y).abs(), y.abs(), F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
+                let rel = y.ne(zero).select(d / ay, zero);
                 // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
-                let (hi, lo) = (ay >= band.hi, ay < band.lo);
+                let (hi, lo) = (ay.ge(F4::splat(band.hi)), ay.lt(F4::splat(band.lo)));
                 [
                     rel,
                     rel,
-                    one_if(d <= ay * tol.rtol + tol.atol),
-                    one_if(y == 0.0),
-                    if hi { rel } else { 0.0 },
-                    if hi { rel } else { ninf },
-                    if lo { d } else { 0.0 },
-                    if lo { d } else { ninf },
-                    one_if(hi),
-                    one_if(lo),
+                    d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(),
+                    y.eq(zero).one(),
+                    hi.select(rel, zero),
+                    hi.select(rel, ninf),
+                    lo.select(d, zero),
+                    lo.select(d, ninf),
+                    hi.one(),
+                    lo.one(),
                 ]
             },
             [Op::Add, Op::Max, Op::Add, Op::Add, Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add],
@@ -270,15 +271,20 @@ impl Moments {
             return;
         }
         let (ma, mb) = (self.sum_a / n as f64, self.sum_b / n as f64);
-        let [saa, sbb, sab, _] = lanes(
+        let [saa, sbb, sab] = lanes(
             a,
             b,
             |x, y| {
-                let fin = FINITE || x.is_finite() & y.is_finite();
-                let (dx, dy) = (if fin { x - ma } else { 0.0 }, if fin { y - mb } else { 0.0 });
-                [dx * dx, dy * dy, dx * dy, 0.0]
+                let (dx, dy) = (x - F4::splat(ma), y - F4::splat(mb));
+                let (dx, dy) = if FINITE {
+                    (dx, dy)
+                } else {
+                    let fin = x.is_finite().and(y.is_finite());
+                    (fin.select(dx, F4::splat(0.0)), fin.select(dy, F4::splat(0.0)))
+                };
+                [dx * dx, dy * dy, dx * dy]
             },
-            [Op::Add; 4],
+            [Op::Add; 3],
         );
         (self.mean_a, self.mean_b, self.m2a, self.m2b, self.cab) = (ma, mb, saa, sbb, sab);
     }
@@ -443,93 +449,6 @@ impl Moments {
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0 && den.is_finite()).then(|| num / den)
-}
-
-/// Independent accumulators of [`Moments::of`].
-const LANES: usize = 4;
-
-/// How [`lanes4`] reduces one quantity.
-#[derive(Clone, Copy)]
-pub(crate) enum Op {
-    Add,
-    Max,
-    Min,
-}
-
-/// `Q` quantities of every pair reduced over the block, element i in lane i % LANES, lanes
-/// combined in a fixed order. At most about ten per sweep: the accumulators stay in (vector)
-/// registers, and each sweep shares its loads and common terms among them.
-#[inline(always)]
-pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> [f64; Q], ops: [Op; Q]) -> [f64; Q] {
-    let init = ops.map(|op| match op {
-        Op::Add => 0.0,
-        Op::Max => f64::NEG_INFINITY,
-        Op::Min => f64::INFINITY,
-    });
-    let mut acc = [[0.0; LANES]; Q];
-    for q in 0..Q {
-        acc[q] = [init[q]; LANES];
-    }
-    // The lane loop is written out here and in `of_lanes` and `Floored::of` on purpose: passed
-    // through a shared helper, the per-pair closure was no longer vectorised (2026-11-26: +40%
-    // instructions, 3.17 -> 3.84 s for 2 x 1 GiB).
-    let whole = a.len() / LANES * LANES;
-    for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            reduce(&mut acc, l, f(ca[l], cb[l]), ops);
-        }
-    }
-    for (l, (&x, &y)) in a[whole..].iter().zip(&b[whole..]).enumerate() {
-        reduce(&mut acc, l, f(x, y), ops);
-    }
-    std::array::from_fn(|q| match ops[q] {
-        Op::Add => fold(acc[q]),
-        Op::Max => acc[q].into_iter().fold(f64::NEG_INFINITY, f64::max),
-        Op::Min => acc[q].into_iter().fold(f64::INFINITY, f64::min),
-    })
-}
-
-/// Fold one pair's quantities into lane `l` of the accumulators. A function marked to be
-/// inlined and called straight from the loops, not from a closure: at ten quantities the
-/// compiler stopped inlining such a closure, and every pair became a call (2026-12-06: twice
-/// the instructions of the whole comparison).
-#[inline(always)]
-fn reduce<const Q: usize>(acc: &mut [[f64; LANES]; Q], l: usize, v: [f64; Q], ops: [Op; Q]) {
-    for q in 0..Q {
-        // Compare-and-select rather than f64::max/min: one instruction instead of three (no
-        // NaN handling), and the same result: a NaN `v` is skipped either way, and the
-        // accumulators start at -inf/+inf and never become NaN.
-        let (a, v) = (acc[q][l], v[q]);
-        acc[q][l] = match ops[q] {
-            Op::Add => a + v,
-            Op::Max => {
-                if v > a {
-                    v
-                } else {
-                    a
-                }
-            }
-            Op::Min => {
-                if v < a {
-                    v
-                } else {
-                    a
-                }
-            }
-        };
-    }
-}
-
-/// 1.0 or 0.0: a select, which vectorises (a `bool as f64` conversion does not).
-#[inline(always)]
-pub(crate) fn one_if(c: bool) -> f64 {
-    if c { 1.0 } else { 0.0 }
-}
-
-/// Sum of the lanes in a fixed order.
-#[inline(always)]
-fn fold(v: [f64; LANES]) -> f64 {
-    (v[0] + v[1]) + (v[2] + v[3])
 }
 
 #[derive(Clone, Copy)]

@@ -16,7 +16,8 @@
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
 use super::select::COLLECT_BUDGET;
-use crate::moments::{Band, BandBlock, Floored, Op, abs_diff, lanes, one_if};
+use crate::lanes::{F4, Op, lanes};
+use crate::moments::{Band, BandBlock, Floored, abs_diff};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
 
@@ -347,27 +348,20 @@ impl BandSums {
     /// all-finite block's sums come with its moments: [`BandSums::add_block`].)
     #[inline(always)]
     pub fn add(&mut self, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
-        // Two branch-free sweeps (they vectorise), then, only if some pair fell inside the
-        // band, a third to keep those pairs.
-        let ninf = f64::NEG_INFINITY;
-        let [sum_hi, max_hi, sum_lo, max_lo] = lanes(
+        // A branch-free sweep (it vectorises), then, only if some pair fell inside the band, a
+        // second to keep those pairs.
+        let [sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo, n_in] = lanes(
             a,
             b,
             |x, y| {
-                let (hi, lo, _, d, ab) = sides(x, y, band);
-                let r = if hi { d / ab } else { 0.0 };
-                [r, if hi { r } else { ninf }, if lo { d } else { 0.0 }, if lo { d } else { ninf }]
+                let (zero, ninf) = (F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
+                let (d, ab, fin) = ((x - y).abs(), y.abs(), x.is_finite().and(y.is_finite()));
+                let (hi, lo) = (fin.and(ab.ge(F4::splat(band.hi))), fin.and(ab.lt(F4::splat(band.lo))));
+                let r = hi.select(d / ab, zero);
+                let inside = fin.and(hi.not()).and(lo.not());
+                [r, hi.select(r, ninf), lo.select(d, zero), lo.select(d, ninf), hi.one(), lo.one(), inside.one()]
             },
-            [Op::Add, Op::Max, Op::Add, Op::Max],
-        );
-        let [n_hi, n_lo, n_in, _] = lanes(
-            a,
-            b,
-            |x, y| {
-                let (hi, lo, fin, _, _) = sides(x, y, band);
-                [one_if(hi), one_if(lo), one_if(fin & !hi & !lo), 0.0]
-            },
-            [Op::Add; 4],
+            [Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add, Op::Add],
         );
         // Counts summed as f64 are exact (a block is far below 2^53).
         let block = BandBlock { n_hi: n_hi as u64, n_lo: n_lo as u64, sum_hi, max_hi, sum_lo, max_lo };
