@@ -16,14 +16,25 @@ use crate::quantiles::{decade, pow10};
 const BINADES: usize = 2048;
 
 /// Per binade (biased exponent): the power of ten inside it and its 16-bit key (+inf and an
-/// impossible key where there is none).
-fn powers_of_ten() -> &'static [(f64, u64); BINADES] {
-    static TABLE: OnceLock<[(f64, u64); BINADES]> = OnceLock::new();
+/// impossible key where there is none), and one bit per 16-bit key that needs a closer look:
+/// a power of ten's, or a subnormal's (binade 0).
+#[derive(Debug)]
+struct Table {
+    powers: [(f64, u64); BINADES],
+    look: [u64; (1 << 16) / 64],
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut t = [(f64::INFINITY, u64::MAX); BINADES];
+        let mut t = Table { powers: [(f64::INFINITY, u64::MAX); BINADES], look: [0; (1 << 16) / 64] };
+        let mut mark = |k: u64| t.look[k as usize / 64] |= 1 << (k % 64);
+        // Binade 0's keys: 11 zero exponent bits, any 5 mantissa bits.
+        (0..32).for_each(&mut mark);
         for k in -307..=308 {
             let p = pow10(k);
-            t[(p.to_bits() >> 52) as usize] = (p, key16(p));
+            mark(key16(p));
+            t.powers[(p.to_bits() >> 52) as usize] = (p, key16(p));
         }
         t
     })
@@ -34,22 +45,27 @@ fn powers_of_ten() -> &'static [(f64, u64); BINADES] {
 pub(crate) struct Decades {
     below_power: Vec<u64>,
     subnormal: BTreeMap<i32, u64>,
-    p10: &'static [(f64, u64); BINADES],
+    table: &'static Table,
 }
 
 impl Default for Decades {
     fn default() -> Self {
-        Self { below_power: vec![0; BINADES], subnormal: BTreeMap::new(), p10: powers_of_ten() }
+        Self { below_power: vec![0; BINADES], subnormal: BTreeMap::new(), table: table() }
     }
 }
 
 impl Decades {
-    /// One error `d >= 0` (zeros are not counted).
+    /// One error `d >= 0` (zeros are not counted). Nearly every error is turned away by one
+    /// bit of [`Table::look`].
     #[inline(always)]
     pub fn add(&mut self, d: f64) {
+        let key = key16(d);
+        if self.table.look[key as usize / 64] >> (key % 64) & 1 == 0 {
+            return;
+        }
         let e = (d.to_bits() >> 52) as usize & (BINADES - 1);
-        let (p, key) = self.p10[e];
-        if key16(d) == key {
+        let (p, power_key) = self.table.powers[e];
+        if key == power_key {
             self.below_power[e] += (d < p) as u64;
         } else if e == 0 && d > 0.0 {
             *self.subnormal.entry(decade(d)).or_default() += 1;
