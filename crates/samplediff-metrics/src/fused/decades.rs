@@ -59,7 +59,12 @@ impl Decades {
     /// bit of [`Table::look`].
     #[inline(always)]
     pub fn add(&mut self, d: f64) {
-        let key = key16(d);
+        self.add_keyed(d, key16(d));
+    }
+
+    /// [`Decades::add`] of `d` whose 16-bit key is `key`.
+    #[inline(always)]
+    pub fn add_keyed(&mut self, d: f64, key: u64) {
         if self.table.look[key as usize / 64] >> (key % 64) & 1 == 0 {
             return;
         }

@@ -426,8 +426,7 @@ impl<'a> Kernel<'a> {
         // vectorise, and the worst elements are looked at only when the block could hold one.
         let d = &mut s.d[..fa.len()];
         d.iter_mut().zip(fa.iter().zip(fb)).for_each(|(d, (&x, &y))| *d = (x - y).abs());
-        errors.add_block(d, 0);
-        d.iter().for_each(|&d| decades.add(d));
+        errors.add_block(d, |d, key| decades.add_keyed(d, key));
         if max >= part.worst.gate {
             for (j, &dj) in d.iter().enumerate() {
                 part.worst.offer(dj, i + j, fa[j], fb[j], self.top_k);

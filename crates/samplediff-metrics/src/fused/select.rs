@@ -96,13 +96,15 @@ impl FirstPass {
         self.hist.add(key16(v) as usize, lane);
     }
 
-    /// A block of values (`lane`: the first one's, see [`Histogram`]): zeros counted by a loop
-    /// of their own, which vectorises.
+    /// A block of values, each also handed with its key to `also` (one loop, one key for
+    /// both): zeros are counted by a loop of their own, which vectorises.
     #[inline(always)]
-    pub fn add_block(&mut self, values: &[f64], lane: usize) {
+    pub fn add_block(&mut self, values: &[f64], mut also: impl FnMut(f64, u64)) {
         self.zero += values.iter().map(|&v| (v == 0.0) as u64).sum::<u64>();
         for (j, &v) in values.iter().enumerate() {
-            self.hist.add(key16(v) as usize, lane + j);
+            let key = key16(v);
+            self.hist.add(key as usize, j);
+            also(v, key);
         }
     }
 
