@@ -15,6 +15,8 @@
 
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
+use std::array::from_fn;
+
 use super::select::COLLECT_BUDGET;
 use crate::lanes::{F4, Op, lanes};
 use crate::moments::{Band, BandBlock, Floored, abs_diff};
@@ -163,9 +165,8 @@ pub(crate) struct Windows {
     spans: Vec<(f64, f64)>,
 }
 
-/// At most this many windows: one bit each in [`Windows::offer_block`]'s flags (there are
-/// four quantiles, so at most four windows).
-const MAX_WINDOWS: usize = 64;
+/// At most this many windows (one per quantile of [`QUANTILES`]).
+const MAX_WINDOWS: usize = 4;
 
 /// One worker's findings for [`Windows`]: the values inside each window and the count of
 /// values (zeros included) below it.
@@ -177,7 +178,7 @@ pub(crate) struct WindowsOut {
 
 impl Windows {
     fn new(spans: Vec<(f64, f64)>) -> Self {
-        assert!(spans.len() <= MAX_WINDOWS, "{} windows", spans.len());
+        assert!((1..=MAX_WINDOWS).contains(&spans.len()), "{} windows", spans.len());
         Self { spans }
     }
 
@@ -197,27 +198,22 @@ impl Windows {
         }
     }
 
-    /// A block of values of the stream: counted against every window by branch-free loops
-    /// (they vectorise), which also flag the few values inside a window, one bit per window
+    /// A block of values of the stream: counted against every window by one branch-free loop
+    /// (it vectorises), which also flags the few values inside a window, one bit per window
     /// in `flags` (scratch space, at least as long as `values`); only groups of eight with a
     /// flag are then visited.
     #[inline(always)]
     pub fn offer_block(&self, values: &[f64], flags: &mut [u64], out: &mut WindowsOut) {
         let flags = &mut flags[..values.len()];
-        let mut any = 0;
-        for (w, &(lo, hi)) in self.spans.iter().enumerate() {
-            let (mut below, mut inside) = (0u64, 0u64);
-            for (f, &v) in flags.iter_mut().zip(values) {
-                let is_in = (lo <= v) & (v <= hi);
-                below += (v < lo) as u64;
-                inside += is_in as u64;
-                // The first window sets the flags, the others add theirs.
-                *f = if w == 0 { 0 } else { *f } | (is_in as u64) << w;
-            }
-            out.below[w] += below;
-            any += inside;
-        }
-        if any == 0 {
+        // The window count as a constant: the loop then keeps every window's bounds and
+        // counts in registers.
+        let any = match self.spans.len() {
+            1 => self.count::<1>(values, flags, out),
+            2 => self.count::<2>(values, flags, out),
+            3 => self.count::<3>(values, flags, out),
+            _ => self.count::<4>(values, flags, out),
+        };
+        if !any {
             return;
         }
         for (f, v) in flags.chunks(8).zip(values.chunks(8)) {
@@ -231,6 +227,27 @@ impl Windows {
                 }
             }
         }
+    }
+
+    /// [`Windows::offer_block`]'s counting loop for `W` windows; whether any value is inside.
+    /// (Written on scalars, the compiler vectorises it better than written on [`F4`].)
+    #[inline(always)]
+    fn count<const W: usize>(&self, values: &[f64], flags: &mut [u64], out: &mut WindowsOut) -> bool {
+        let (lo, hi): ([f64; W], [f64; W]) = (from_fn(|w| self.spans[w].0), from_fn(|w| self.spans[w].1));
+        let (mut below, mut upto) = ([0u64; W], [0u64; W]);
+        for (f, &v) in flags.iter_mut().zip(values) {
+            let mut flag = 0;
+            for w in 0..W {
+                // No value here is NaN, so "not below" is "at or above".
+                let (lt, le) = (v < lo[w], v <= hi[w]);
+                below[w] += lt as u64;
+                upto[w] += le as u64;
+                flag |= ((le & !lt) as u64) << w;
+            }
+            *f = flag;
+        }
+        (0..W).for_each(|w| out.below[w] += below[w]);
+        (0..W).any(|w| upto[w] > below[w])
     }
 
     /// The value at each of `ranks` (ascending, zeros included) that falls inside a window.
