@@ -5,13 +5,14 @@
 //! and ULP distances ([`super::select`]), and the default floor of the floored relative error
 //! (1e-3 RMS(b)). Both are predicted from evenly spaced runs of the tensors: a window of values
 //! around each wanted quantile of the sample, four standard deviations of a sample quantile's
-//! rank wide either side, and a band of floors around the sample's. The main pass keeps the
-//! values inside the windows, counts exactly how many lie below each window (the first pass's
-//! 16-bit histogram does that but for the window's own bucket, which is counted here), and,
-//! where |b| lies inside the band, keeps the pairs. When a wanted rank falls inside its window
-//! (on real data nearly always) there is nothing left for a second pass; when it does not, or
-//! a worker's share of the budget overflows, the second pass runs as before. Results are exact
-//! either way.
+//! rank wide either side, and a band of floors around the sample's. The main pass counts
+//! exactly how many values lie below and inside each window, keeps the values inside (a window
+//! of a single value keeps none: its count is enough), and, where |b| lies inside the band,
+//! keeps the pairs. When a wanted rank falls inside its window (on real data nearly always)
+//! there is nothing left for a second pass; when it does not, or a worker's share of the budget
+//! overflows, the exact passes run as before (for the ULP distances, whose histogram the main
+//! pass leaves out when it has windows, after a pass that counts it). Results are exact either
+//! way.
 
 use super::Kernel;
 use super::decode::{BLOCK, decode, ulp_distances};
