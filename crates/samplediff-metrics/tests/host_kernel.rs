@@ -126,7 +126,7 @@ fn report_is_byte_identical_across_thread_counts() {
 }
 
 #[test]
-fn the_avx2_build_gives_the_baseline_builds_bits() {
+fn the_avx2_and_avx512_builds_give_the_baseline_builds_bits() {
     let opts = CompareOptions::default();
     for (shape, da, db) in [
         (&[1, 4, 3, 200, 150][..], DType::F32, DType::F32),
@@ -134,11 +134,14 @@ fn the_avx2_build_gives_the_baseline_builds_bits() {
         (&[300_001][..], DType::F16, DType::F32),
     ] {
         let (a, b) = pair(21, shape, da, db);
-        let json = || serde_json::to_string(&compare_tensors_host(&a, &b, &opts, &host(2)).unwrap()).unwrap();
-        samplediff_metrics::fused::allow_avx2(false);
-        let baseline = json();
-        samplediff_metrics::fused::allow_avx2(true);
-        assert_eq!(json(), baseline, "{da:?}/{db:?}");
+        let json = |simd| {
+            samplediff_metrics::fused::limit_simd(simd);
+            serde_json::to_string(&compare_tensors_host(&a, &b, &opts, &host(2)).unwrap()).unwrap()
+        };
+        let baseline = json(0);
+        assert_eq!(json(1), baseline, "AVX2, {da:?}/{db:?}");
+        assert_eq!(json(2), baseline, "AVX-512, {da:?}/{db:?}");
+        samplediff_metrics::fused::limit_simd(u8::MAX);
     }
 }
 
