@@ -208,9 +208,9 @@ impl Moments {
         m
     }
 
-    /// [`Moments::of_block`] of an all-finite block together with the [`BandBlock`] of `band`: the band's sums share
-    /// the relative error's division and the sweep (one division and one sweep per pair
-    /// fewer than computing them apart; same lanes, same bits).
+    /// [`Moments::of_block`] of an all-finite block together with the [`BandBlock`] of `band`:
+    /// the band's sums share the relative error's division and sweep (one division and one
+    /// sweep per pair fewer than computing them apart; same lanes, same bits).
     #[inline(always)]
     pub(crate) fn of_finite_in_band(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
         let mut m = Self::finite_sums(a, b);
