@@ -193,9 +193,8 @@ impl Moments {
             a,
             b,
             |x, y| {
-                let (d, ay, zero) = ((x - y).abs(), y.abs(), F4::splat(0.0));
-                let rel = y.ne(zero).select(d / ay, zero);
-                [rel, rel, d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(), y.eq(zero).one()]
+                let p = PairTerms::of(x, y, tol);
+                [p.rel, p.rel, p.close, p.b_zero]
             },
             [Op::Add, Op::Max, Op::Add, Op::Add],
         );
@@ -218,15 +217,15 @@ impl Moments {
             a,
             b,
             |x, y| {
-                let (d, ay, zero, ninf) = ((x - y).abs(), y.abs(), F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
-                let rel = y.ne(zero).select(d / ay, zero);
+                let PairTerms { d, ay, rel, close, b_zero } = PairTerms::of(x, y, tol);
+                let (zero, ninf) = (F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
                 // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
                 let (hi, lo) = (ay.ge(F4::splat(band.hi)), ay.lt(F4::splat(band.lo)));
                 [
                     rel,
                     rel,
-                    d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(),
-                    y.eq(zero).one(),
+                    close,
+                    b_zero,
                     hi.select(rel, zero),
                     hi.select(rel, ninf),
                     lo.select(d, zero),
@@ -449,6 +448,30 @@ impl Moments {
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0 && den.is_finite()).then(|| num / den)
+}
+
+/// What both all-finite sweeps need of four pairs: |a-b|, |b|, the relative error (0 where
+/// b == 0) and the isclose and b == 0 counts.
+struct PairTerms {
+    d: F4,
+    ay: F4,
+    rel: F4,
+    close: F4,
+    b_zero: F4,
+}
+
+impl PairTerms {
+    #[inline(always)]
+    fn of(x: F4, y: F4, tol: Tol) -> Self {
+        let (d, ay, zero) = ((x - y).abs(), y.abs(), F4::splat(0.0));
+        Self {
+            d,
+            ay,
+            rel: y.ne(zero).select(d / ay, zero),
+            close: d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(),
+            b_zero: y.eq(zero).one(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

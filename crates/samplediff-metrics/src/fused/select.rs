@@ -241,16 +241,11 @@ impl Selection {
     /// Settle every place whose value was found another way (`found`, in the order of the
     /// ranks).
     pub fn settle_found(&mut self, found: &[Option<f64>]) {
-        for (i, v) in found.iter().enumerate() {
+        for (w, v) in self.wanted.iter_mut().zip(found) {
             if let Some(v) = *v {
-                self.settle(i, v);
+                *w = Where::Known(v);
             }
         }
-    }
-
-    /// The value at place `i` (the order of the ranks), found another way.
-    pub fn settle(&mut self, i: usize, v: f64) {
-        self.wanted[i] = Where::Known(v);
     }
 
     /// The pass still needed, if any.
