@@ -269,6 +269,10 @@ struct Local {
     ulps: FirstPass,
     decades: Decades,
     gathered: Gathered,
+    /// The smallest of the k largest errors in this worker's chunks so far: no error below it
+    /// can be among the k largest of all, so each chunk's [`Worst`] starts from it (started
+    /// afresh, the first blocks of every chunk were searched element by element).
+    worst_gate: f64,
 }
 
 impl Local {
@@ -278,6 +282,7 @@ impl Local {
             ulps: FirstPass::default(),
             decades: Decades::default(),
             gathered: Gathered::new(plan),
+            worst_gate: f64::NEG_INFINITY,
         }
     }
 }
@@ -367,6 +372,7 @@ impl<'a> Kernel<'a> {
     #[inline(always)]
     fn main_pass_body<const _SIMD: u8>(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
+        part.worst.gate = l.worst_gate;
         let mut blocks = Blocks::new(self, c);
         // Zeroed once per chunk: per block it cost a sixth of the pass's instructions.
         let mut s = Scratch { d: [0.0; BLOCK], values: [0.0; BLOCK], ulps: [0; BLOCK], flags: [0; BLOCK] };
@@ -422,6 +428,7 @@ impl<'a> Kernel<'a> {
             }
             l.gathered.check(&self.plan);
         }
+        l.worst_gate = part.worst.gate;
         self.finish_chunk(c);
         part
     }
