@@ -1,97 +1,133 @@
 //! The decade histogram of |a-b| in the same pass as everything else.
 //!
-//! The main pass already counts every non-zero error by its top 16 bits (11 exponent bits, 5
-//! mantissa bits; see [`super::select::FirstPass`]). A binade [2^e, 2^(e+1)) holds at most one
-//! power of ten, so the count of errors below 10^k is the count of the buckets below the one
-//! holding 10^k plus, inside that one bucket, the errors below 10^k: only elements landing in
-//! such a bucket are compared here. Subnormal errors (one binade holding sixteen powers of
-//! ten) are counted per decade directly.
+//! A decade bin [10^k, 10^(k+1)) holds the errors below 10^(k+1) less those below 10^k, so
+//! the histogram is a count of errors below each power of ten. The sample read before the main
+//! pass (see `predict`) says which powers matter, its [`Edges`]: the main pass counts the
+//! errors below each edge with one branch-free comparison per error and edge (the loops
+//! vectorise), and puts each of the few errors outside the edges (non-zero below the first, at
+//! or above the last) in its decade one by one. Without edges (small tensors, no sample) every
+//! non-zero error goes that way. (A histogram keyed by the errors' bits, as before, cost three
+//! times the instructions: one scattered increment and one table test per error.)
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use super::select::{FirstPass, key16};
 use crate::quantiles::{decade, pow10};
 
-const BINADES: usize = 2048;
+/// Decades of finite positive f64: 10^-324 (which rounds to 0) up to 10^309 (infinity).
+const MIN_K: i32 = -324;
+const MAX_K: i32 = 309;
 
-/// Per binade (biased exponent): the power of ten inside it and its 16-bit key (+inf and an
-/// impossible key where there is none), and one bit per 16-bit key that needs a closer look:
-/// a power of ten's, or a subnormal's (binade 0).
-#[derive(Debug)]
-struct Table {
-    powers: [(f64, u64); BINADES],
-    look: [u64; (1 << 16) / 64],
+/// At most this many edges: each costs about one instruction per error.
+const MAX_EDGES: usize = 12;
+
+/// 10^k for k in MIN_K..=MAX_K, ascending (the numbers `pow10` gives, computed once).
+fn powers() -> &'static [f64] {
+    static POWERS: OnceLock<Vec<f64>> = OnceLock::new();
+    POWERS.get_or_init(|| (MIN_K..=MAX_K).map(pow10).collect())
 }
 
-fn table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut t = Table { powers: [(f64::INFINITY, u64::MAX); BINADES], look: [0; (1 << 16) / 64] };
-        let mut mark = |k: u64| t.look[k as usize / 64] |= 1 << (k % 64);
-        // Binade 0's keys: 11 zero exponent bits, any 5 mantissa bits.
-        (0..32).for_each(&mut mark);
-        for k in -307..=308 {
-            let p = pow10(k);
-            mark(key16(p));
-            t.powers[(p.to_bits() >> 52) as usize] = (p, key16(p));
-        }
-        t
-    })
+/// [`decade`] of finite `x > 0` by a search of the powers of ten (no logarithm, no parsing).
+pub(crate) fn decade_of(x: f64) -> i32 {
+    MIN_K + powers().partition_point(|&p| p <= x) as i32 - 1
 }
 
-/// The errors that share a bucket with a power of ten and lie below it, and the subnormals.
+/// The powers of ten 10^k0, 10^(k0+1), ... that the main pass counts below.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Edges {
+    k0: i32,
+    powers: Vec<f64>,
+}
+
+impl Edges {
+    /// Edges around errors seen between `min_nonzero` and `max` (finite, positive): two
+    /// decades of margin either side, fewer below when there would be too many (smaller errors
+    /// are the rarer ones on real data: a decade lower, a tenth as many).
+    pub fn around(min_nonzero: f64, max: f64) -> Self {
+        let hi = decade(max) + 2;
+        // (10^MIN_K rounds to 0: the first edge is a positive number.)
+        let lo = (decade(min_nonzero) - 2).max(hi - MAX_EDGES as i32 + 1).max(MIN_K + 1);
+        Self { k0: lo, powers: (lo..=hi).map(pow10).collect() }
+    }
+}
+
+/// One worker's decade counts.
 #[derive(Clone, Debug)]
 pub(crate) struct Decades {
-    below_power: Vec<u64>,
-    subnormal: BTreeMap<i32, u64>,
-    table: &'static Table,
-}
-
-impl Default for Decades {
-    fn default() -> Self {
-        Self { below_power: vec![0; BINADES], subnormal: BTreeMap::new(), table: table() }
-    }
+    edges: Edges,
+    /// Per edge: errors (zeros included) below it.
+    below: Vec<u64>,
+    zero: u64,
+    /// Per decade from MIN_K: the non-zero errors outside the edges; allocated on first use.
+    outside: Vec<u64>,
+    /// The edges' span: an error is inside when `first <= d < last` (never, without two edges).
+    first: f64,
+    last: f64,
 }
 
 impl Decades {
-    /// One error `d >= 0` (zeros are not counted). Nearly every error is turned away by one
-    /// bit of [`Table::look`].
-    #[inline(always)]
-    pub fn add(&mut self, d: f64) {
-        self.add_keyed(d, key16(d));
+    pub fn new(edges: &Edges) -> Self {
+        let (first, last) = match edges.powers.as_slice() {
+            [first, .., last] => (*first, *last),
+            _ => (f64::INFINITY, f64::NEG_INFINITY),
+        };
+        Self { edges: edges.clone(), below: vec![0; edges.powers.len()], zero: 0, outside: vec![], first, last }
     }
 
-    /// [`Decades::add`] of `d` whose 16-bit key is `key`.
+    /// Exact zeros counted.
+    pub fn zero(&self) -> u64 {
+        self.zero
+    }
+
+    /// One error `d >= 0` (blocks with a NaN or an Inf go value by value).
     #[inline(always)]
-    pub fn add_keyed(&mut self, d: f64, key: u64) {
-        if self.table.look[key as usize / 64] >> (key % 64) & 1 == 0 {
-            return;
+    pub fn add(&mut self, d: f64) {
+        self.zero += (d == 0.0) as u64;
+        self.below.iter_mut().zip(&self.edges.powers).for_each(|(n, &p)| *n += (d < p) as u64);
+        self.add_outside(d);
+    }
+
+    /// The errors of an all-finite block, whose smallest non-zero error is `min_nonzero` and
+    /// largest `max` (known from its moments): only a block reaching outside the edges is
+    /// looked at error by error.
+    #[inline(always)]
+    pub fn add_block(&mut self, d: &[f64], min_nonzero: f64, max: f64) {
+        self.zero += d.iter().map(|&v| (v == 0.0) as u64).sum::<u64>();
+        for (n, &p) in self.below.iter_mut().zip(&self.edges.powers) {
+            *n += d.iter().map(|&v| (v < p) as u64).sum::<u64>();
         }
-        let e = (d.to_bits() >> 52) as usize & (BINADES - 1);
-        let (p, power_key) = self.table.powers[e];
-        if key == power_key {
-            self.below_power[e] += (d < p) as u64;
-        } else if e == 0 && d > 0.0 {
-            *self.subnormal.entry(decade(d)).or_default() += 1;
+        if min_nonzero < self.first || max >= self.last {
+            d.iter().for_each(|&v| self.add_outside(v));
+        }
+    }
+
+    #[inline(always)]
+    fn add_outside(&mut self, d: f64) {
+        if d != 0.0 && !(self.first <= d && d < self.last) {
+            if self.outside.is_empty() {
+                self.outside = vec![0; (MAX_K - MIN_K + 1) as usize];
+            }
+            self.outside[(decade_of(d) - MIN_K) as usize] += 1;
         }
     }
 
     pub fn merge(&mut self, o: &Decades) {
-        self.below_power.iter_mut().zip(&o.below_power).for_each(|(x, y)| *x += y);
-        for (k, c) in &o.subnormal {
-            *self.subnormal.entry(*k).or_default() += c;
+        self.zero += o.zero;
+        self.below.iter_mut().zip(&o.below).for_each(|(x, y)| *x += y);
+        if self.outside.is_empty() {
+            self.outside = o.outside.clone();
+        } else if !o.outside.is_empty() {
+            self.outside.iter_mut().zip(&o.outside).for_each(|(x, y)| *x += y);
         }
     }
 
-    /// How many non-zero errors are below 10^k; `first` holds the same errors' bucket counts.
-    pub fn count_below(&self, k: i32, first: &FirstPass) -> u64 {
-        let p = pow10(k);
-        let e = (p.to_bits() >> 52) as usize;
-        if e == 0 || p == 0.0 {
-            return self.subnormal.range(..k).map(|(_, c)| c).sum();
-        }
-        first.count_keys_below(key16(p)) + self.below_power[e]
+    /// How many non-zero errors are below 10^k.
+    pub fn count_below(&self, k: i32) -> u64 {
+        let inside = match self.below.len() {
+            0 | 1 => 0,
+            n => self.below[(k - self.edges.k0).clamp(0, n as i32 - 1) as usize] - self.below[0],
+        };
+        let outside: u64 = self.outside.iter().take((k - MIN_K).max(0) as usize).sum();
+        inside + outside
     }
 }
 
@@ -99,17 +135,62 @@ impl Decades {
 mod tests {
     use super::*;
 
+    const VALUES: [f64; 13] =
+        [0.0, 1e-3, 9.999e-4, 1.0001e-3, 0.5, 1.0, 0.999_999, 10.0, 5e-320, 2e-310, 0.0, 3e5, f64::MAX];
+
+    fn counted(edges: &Edges, block: bool) -> Decades {
+        let mut d = Decades::new(edges);
+        if block {
+            let min = VALUES.iter().copied().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+            d.add_block(&VALUES, min, f64::MAX);
+        } else {
+            VALUES.iter().for_each(|&v| d.add(v));
+        }
+        d
+    }
+
     #[test]
-    fn counts_below_powers_of_ten_exactly() {
-        let values = [1e-3, 9.999e-4, 1.0001e-3, 0.5, 1.0, 0.999_999, 10.0, 5e-320, 2e-310];
-        let (mut d, mut f) = (Decades::default(), FirstPass::default());
-        values.iter().enumerate().for_each(|(i, &v)| {
-            d.add(v);
-            f.add(v, i);
-        });
-        for k in [-322, -309, -4, -3, 0, 1, 2] {
-            let want = values.iter().filter(|&&v| v < pow10(k)).count() as u64;
-            assert_eq!(d.count_below(k, &f), want, "10^{k}");
+    fn counts_below_powers_of_ten_exactly_with_and_without_edges() {
+        for edges in [
+            Edges::default(),
+            Edges::around(1e-3, 0.5),
+            Edges::around(1e-300, 1e300),
+            Edges::around(1.0, 1.0),
+            Edges::around(5e-324, 1e-320),
+        ] {
+            for block in [false, true] {
+                let d = counted(&edges, block);
+                assert_eq!(d.zero(), 2);
+                for k in [-330, -322, -309, -4, -3, -2, 0, 1, 2, 5, 6, 308, 309, 400] {
+                    let want = VALUES.iter().filter(|&&v| v > 0.0 && v < pow10(k)).count() as u64;
+                    assert_eq!(d.count_below(k), want, "10^{k}, {edges:?}, block {block}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn merged_workers_count_as_one() {
+        let edges = Edges::around(1e-4, 1.0);
+        let (mut x, mut y) = (Decades::new(&edges), Decades::new(&edges));
+        VALUES[..6].iter().for_each(|&v| x.add(v));
+        VALUES[6..].iter().for_each(|&v| y.add(v));
+        x.merge(&y);
+        let whole = counted(&edges, false);
+        assert!((-330..=310).all(|k| x.count_below(k) == whole.count_below(k)));
+    }
+
+    #[test]
+    fn decade_of_agrees_with_decade_at_and_around_every_power() {
+        let mut xs = vec![f64::from_bits(1), f64::MIN_POSITIVE, f64::MAX, 5.94, 1.09];
+        for k in MIN_K..MAX_K {
+            let p = pow10(k);
+            if p > 0.0 && p.is_finite() {
+                xs.extend([p, p.next_up(), p.next_down(), p * 3.0]);
+            }
+        }
+        for x in xs.into_iter().filter(|x| *x > 0.0 && x.is_finite()) {
+            assert_eq!(decade_of(x), decade(x), "{x:e}");
         }
     }
 }

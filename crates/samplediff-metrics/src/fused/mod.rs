@@ -36,7 +36,7 @@ use crate::report::{TensorReport, WorstElement};
 use crate::{Result, hints};
 use decades::Decades;
 use decode::{BLOCK, decode, ulp_distances};
-use predict::{BandSums, Gathered, Plan};
+use predict::{BandSums, Gathered, Plan, Windows, WindowsOut};
 use select::{FirstPass, PassOut, Request, Selection};
 pub use workers::available_threads;
 
@@ -112,29 +112,16 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
     let error_ranks: Vec<u64> = positions.iter().flat_map(|&(lo, hi, _)| [lo, hi]).collect();
     // What the main pass gathered on the sample's prediction (see `predict`).
     let g = total.gathered;
-    let mut errors = Selection::new(&error_ranks, &total.errors, false);
-    if let (Some(w), Some(out)) = (&k.plan.errors, g.errors) {
-        errors.settle_found(&w.settle(&error_ranks, out));
-    }
+    let found = settled(&k.plan.errors, g.errors, &error_ranks, total.decades.zero());
+    let mut errors = k.selection(Stream::Errors, &error_ranks, found, total.errors, host.threads);
     let ulp_ranks: Vec<u64> = match total.ulp_n {
         0 => vec![],
         m if m % 2 == 1 => vec![m / 2],
         m => vec![m / 2 - 1, m / 2],
     };
-    let found = match (&k.plan.ulps, g.ulps) {
-        (Some(w), Some(out)) => w.settle(&ulp_ranks, out),
-        _ => vec![None; ulp_ranks.len()],
-    };
-    let mut ulps = if let Some(values) = found.iter().copied().collect::<Option<Vec<f64>>>() {
-        Selection::known(values)
-    } else {
-        // With windows the main pass leaves the ULP histogram out (see `Kernel::main_pass_body`):
-        // a mispredicted median costs a pass to count it.
-        let first = if k.plan.ulps.is_some() { k.ulp_histogram(host.threads) } else { total.ulps };
-        let mut s = Selection::new(&ulp_ranks, &first, true);
-        s.settle_found(&found);
-        s
-    };
+    // (The ULP distances' zeros are counted only with their histogram.)
+    let found = settled(&k.plan.ulps, g.ulps, &ulp_ranks, 0);
+    let mut ulps = k.selection(Stream::Ulps, &ulp_ranks, found, total.ulps, host.threads);
     let mut floored = (opts.rel_floor.is_none() && n > 0).then_some(floor);
     if let (Some(band), false) = (k.plan.band, g.band_overflow)
         && floored.is_some()
@@ -180,8 +167,9 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
     if n > 0 {
         let values = errors.values().expect("every pass has run");
         r.percentiles_abs = Some(percentiles(&positions, &values));
-        r.histogram = Some(decade_histogram(n, total.errors.zero, global.min_nonzero_ad, global.max_ad, |edges| {
-            Ok(edges.iter().map(|&e| total.errors.zero + total.decades.count_below(e, &total.errors)).collect())
+        let zero = total.decades.zero();
+        r.histogram = Some(decade_histogram(n, zero, global.min_nonzero_ad, global.max_ad, |edges| {
+            Ok(edges.iter().map(|&e| zero + total.decades.count_below(e)).collect())
         })?);
         r.worst = total.worst.into_iter().map(|w| w.element(&a.shape)).collect();
     }
@@ -280,7 +268,7 @@ impl Local {
         Self {
             errors: FirstPass::default(),
             ulps: FirstPass::default(),
-            decades: Decades::default(),
+            decades: Decades::new(&plan.decades),
             gathered: Gathered::new(plan),
             worst_gate: f64::NEG_INFINITY,
         }
@@ -400,9 +388,9 @@ impl<'a> Kernel<'a> {
                 merge_into(&mut part.frames, (i / step) % n, &m);
             }
             if finite {
-                self.errors::<true>(l, &mut part, &mut s, i, fa, fb, m.max_ad);
+                self.errors::<true>(l, &mut part, &mut s, i, fa, fb, &m);
             } else {
-                self.errors::<false>(l, &mut part, &mut s, i, fa, fb, m.max_ad);
+                self.errors::<false>(l, &mut part, &mut s, i, fa, fb, &m);
             }
             if self.ulp {
                 // Distances into a buffer first (a tight loop), then counted: one closure
@@ -433,9 +421,10 @@ impl<'a> Kernel<'a> {
         part
     }
 
-    /// The per-element error statistics of one block starting at element `i`: the error
-    /// histogram, decades, worst elements and what the plan gathers. `FINITE`: no pair of the
-    /// block has a NaN or Inf. `max`: the block's largest error.
+    /// The per-element error statistics of one block starting at element `i`: decades, worst
+    /// elements, and what the plan gathers for the percentiles, or without a plan for them the
+    /// errors' histogram. `FINITE`: no pair of the block has a NaN or Inf. `m`: the block's
+    /// moments (its largest and smallest non-zero error).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn errors<const FINITE: bool>(
@@ -446,14 +435,17 @@ impl<'a> Kernel<'a> {
         i: usize,
         fa: &[f64],
         fb: &[f64],
-        max: f64,
+        m: &Moments,
     ) {
         let Local { errors, decades, gathered, .. } = l;
+        let histogram = self.plan.errors.is_none();
         if !FINITE {
             let mut gather = self.plan.errors.as_ref().zip(gathered.errors.as_mut());
             for (j, (&x, &y)) in fa.iter().zip(fb).enumerate() {
                 let Some(d) = abs_diff(x, y) else { continue };
-                errors.add(d, j);
+                if histogram {
+                    errors.add(d, j);
+                }
                 decades.add(d);
                 part.worst.offer(d, i + j, x, y, self.top_k);
                 if let Some((w, out)) = &mut gather {
@@ -466,8 +458,11 @@ impl<'a> Kernel<'a> {
         // vectorise, and the worst elements are looked at only when the block could hold one.
         let d = &mut s.d[..fa.len()];
         d.iter_mut().zip(fa.iter().zip(fb)).for_each(|(d, (&x, &y))| *d = (x - y).abs());
-        errors.add_block(d, |d, key| decades.add_keyed(d, key));
-        if max >= part.worst.gate {
+        decades.add_block(d, m.min_nonzero_ad, m.max_ad);
+        if histogram {
+            errors.add_block(d);
+        }
+        if m.max_ad >= part.worst.gate {
             for (j, &dj) in d.iter().enumerate() {
                 part.worst.offer(dj, i + j, fa[j], fb[j], self.top_k);
             }
@@ -477,17 +472,44 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    /// The ULP distances' first-pass histogram, in a pass of its own (the main pass leaves it
-    /// out when the sample predicted the median; this runs when the prediction failed).
-    fn ulp_histogram(&self, threads: usize) -> FirstPass {
+    /// The values at `ranks` (ascending) of `stream`: known where the windows found them
+    /// (`found`), else located in the stream's histogram: the main pass's (`main`), or, where
+    /// the main pass left it out for windows that then missed, one counted in a pass of its own.
+    fn selection(
+        &self,
+        stream: Stream,
+        ranks: &[u64],
+        found: Vec<Option<f64>>,
+        main: FirstPass,
+        threads: usize,
+    ) -> Selection {
+        if let Some(values) = found.iter().copied().collect::<Option<Vec<f64>>>() {
+            return Selection::known(values);
+        }
+        let planned = match stream {
+            Stream::Errors => self.plan.errors.is_some(),
+            Stream::Ulps => self.plan.ulps.is_some(),
+        };
+        let first = if planned { self.histogram(stream, threads) } else { main };
+        let mut s = Selection::new(ranks, &first, matches!(stream, Stream::Ulps));
+        s.settle_found(&found);
+        s
+    }
+
+    /// The first-pass histogram of `stream`, in a pass of its own.
+    fn histogram(&self, stream: Stream, threads: usize) -> FirstPass {
         let (_, locals) = workers::run(self.chunks(), threads, FirstPass::default, |first, c| {
             let mut blocks = Blocks::new(self, c);
-            while let Some((_, _, _, ba, bb)) = blocks.next() {
+            while let Some((_, fa, fb, ba, bb)) = blocks.next() {
                 let mut j = 0;
-                ulp_distances(self.a.dtype, ba, bb, false, |d| {
-                    first.add(d as f64, j);
+                let mut add = |v: f64| {
+                    first.add(v, j);
                     j += 1;
-                });
+                };
+                match stream {
+                    Stream::Errors => fa.iter().zip(fb).filter_map(|(&x, &y)| abs_diff(x, y)).for_each(add),
+                    Stream::Ulps => ulp_distances(self.a.dtype, ba, bb, false, |d| add(d as f64)),
+                }
             }
             self.finish_chunk(c);
         });
@@ -529,6 +551,24 @@ impl<'a> Kernel<'a> {
         self.finish_chunk(c);
         floored
     }
+}
+
+/// A stream of values whose order statistics are reported.
+#[derive(Clone, Copy)]
+enum Stream {
+    Errors,
+    Ulps,
+}
+
+/// The values at `ranks` known without a histogram: those among the `zeros` smallest values
+/// (counted zeros), and those the windows of `windows` found (nothing where there were none,
+/// or a worker gave up on them).
+fn settled(windows: &Option<Windows>, out: Option<WindowsOut>, ranks: &[u64], zeros: u64) -> Vec<Option<f64>> {
+    let found = match (windows, out) {
+        (Some(w), Some(out)) => w.settle(ranks, out),
+        _ => vec![None; ranks.len()],
+    };
+    found.into_iter().zip(ranks).map(|(v, &r)| if r < zeros { Some(0.0) } else { v }).collect()
 }
 
 /// The blocks of one chunk in order, each decoded into buffers that stay in L1; blocks never
@@ -609,7 +649,7 @@ impl Total {
             worst: vec![],
             errors: FirstPass::default(),
             ulps: FirstPass::default(),
-            decades: Decades::default(),
+            decades: Decades::new(&k.plan.decades),
             ulp_max: 0,
             ulp_n: 0,
             gathered: Gathered::new(&Plan::default()),

@@ -15,6 +15,7 @@
 //! way.
 
 use super::Kernel;
+use super::decades::Edges;
 use super::decode::{BLOCK, decode, ulp_distances};
 use std::array::from_fn;
 
@@ -40,6 +41,8 @@ pub(crate) struct Plan {
     pub errors: Option<Windows>,
     pub ulps: Option<Windows>,
     pub band: Option<Band>,
+    /// The powers of ten the decade histogram is counted at (see `decades`).
+    pub decades: Edges,
     /// Values (errors, ULP distances, two per band pair) one worker may keep before it gives
     /// up on all of them.
     pub per_worker: usize,
@@ -68,10 +71,15 @@ impl Plan {
                 _ => band = None,
             }
         }
+        let decades = match s.errors.iter().find(|&&d| d > 0.0) {
+            Some(&min) => Edges::around(min, s.errors[s.errors.len() - 1]),
+            None => Edges::default(),
+        };
         Plan {
             errors: errors.map(|(w, _)| w),
             ulps: ulps.map(|(w, _)| w),
             band: band.map(|(b, _)| b),
+            decades,
             per_worker: COLLECT_BUDGET as usize / threads.max(1),
         }
     }

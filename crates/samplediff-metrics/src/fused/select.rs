@@ -15,7 +15,7 @@ const SHIFTS: [u32; 4] = [47, 31, 15, 0];
 /// The first level's key: the top 16 bits of a non-negative float (11 exponent bits, 5 of
 /// the mantissa).
 #[inline(always)]
-pub(crate) fn key16(v: f64) -> u64 {
+fn key16(v: f64) -> u64 {
     v.to_bits() >> SHIFTS[0]
 }
 
@@ -96,15 +96,12 @@ impl FirstPass {
         self.hist.add(key16(v) as usize, lane);
     }
 
-    /// A block of values, each also handed with its key to `also` (one loop, one key for
-    /// both): zeros are counted by a loop of their own, which vectorises.
+    /// A block of values: zeros are counted by a loop of their own, which vectorises.
     #[inline(always)]
-    pub fn add_block(&mut self, values: &[f64], mut also: impl FnMut(f64, u64)) {
+    pub fn add_block(&mut self, values: &[f64]) {
         self.zero += values.iter().map(|&v| (v == 0.0) as u64).sum::<u64>();
         for (j, &v) in values.iter().enumerate() {
-            let key = key16(v);
-            self.hist.add(key as usize, j);
-            also(v, key);
+            self.hist.add(key16(v) as usize, j);
         }
     }
 
@@ -117,11 +114,6 @@ impl FirstPass {
     /// within it.
     fn locate(&self, rank: u64) -> (u64, u64, u64) {
         locate(self.totals(), rank)
-    }
-
-    /// How many non-zero values have a key below `key`.
-    pub fn count_keys_below(&self, key: u64) -> u64 {
-        self.totals().take(key as usize).sum()
     }
 
     pub fn merge(&mut self, o: &FirstPass) {
