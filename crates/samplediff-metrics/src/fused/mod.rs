@@ -257,10 +257,10 @@ struct Local {
     ulps: FirstPass,
     decades: Decades,
     gathered: Gathered,
-    /// The smallest of the k largest errors in this worker's chunks so far: no error below it
-    /// can be among the k largest of all, so each chunk's [`Worst`] starts from it (started
+    /// The last of the k largest errors in this worker's chunks so far: no error ranking below
+    /// it can be among the k largest of all, so each chunk's [`Worst`] starts from it (started
     /// afresh, the first blocks of every chunk were searched element by element).
-    worst_gate: f64,
+    worst_gate: Gate,
 }
 
 impl Local {
@@ -270,7 +270,7 @@ impl Local {
             ulps: FirstPass::default(),
             decades: Decades::new(&plan.decades),
             gathered: Gathered::new(plan),
-            worst_gate: f64::NEG_INFINITY,
+            worst_gate: Gate::default(),
         }
     }
 }
@@ -462,7 +462,8 @@ impl<'a> Kernel<'a> {
         if histogram {
             errors.add_block(d);
         }
-        if m.max_ad >= part.worst.gate {
+        // Only if the block's largest error could pass at the block's first index.
+        if part.worst.gate.passes(m.max_ad, i) {
             for (j, &dj) in d.iter().enumerate() {
                 part.worst.offer(dj, i + j, fa[j], fb[j], self.top_k);
             }
@@ -691,42 +692,56 @@ struct Candidate {
 }
 
 impl Candidate {
+    fn gate(self) -> Gate {
+        Gate { d: self.d, index: self.index }
+    }
+
     fn element(self, shape: &[usize]) -> WorstElement {
         WorstElement { index: unravel(self.index, shape), a: self.a, b: self.b, abs: (self.a - self.b).abs() }
     }
 }
 
 /// The k largest errors seen, largest first, ties by index (the reference's order).
+#[derive(Default)]
 struct Worst {
     list: Vec<Candidate>,
-    /// The smallest error of a full list (-inf before): anything below it is turned away by
-    /// one comparison, which is nearly every element.
-    gate: f64,
+    /// What an error must rank above to enter: the last of a full list, or what the worker's
+    /// earlier chunks set. Nearly every error is turned away by its first comparison.
+    gate: Gate,
 }
 
-impl Default for Worst {
+/// An error and its index (the lowest rank before any: -inf).
+#[derive(Clone, Copy, Debug)]
+struct Gate {
+    d: f64,
+    index: usize,
+}
+
+impl Default for Gate {
     fn default() -> Self {
-        Self { list: vec![], gate: f64::NEG_INFINITY }
+        Self { d: f64::NEG_INFINITY, index: usize::MAX }
+    }
+}
+
+impl Gate {
+    /// Does error `d` at `index` rank above the gate?
+    #[inline(always)]
+    fn passes(self, d: f64, index: usize) -> bool {
+        d > self.d || (d == self.d && index < self.index)
     }
 }
 
 impl Worst {
     #[inline(always)]
     fn offer(&mut self, d: f64, index: usize, a: f64, b: f64, k: usize) {
-        if d < self.gate || k == 0 || (self.list.len() == k && !ranks_above(d, index, self.list[k - 1])) {
+        if k == 0 || !self.gate.passes(d, index) {
             return;
         }
-        let at = self.list.partition_point(|w| ranks_above(w.d, w.index, Candidate { d, index, a, b }));
+        let at = self.list.partition_point(|w| !w.gate().passes(d, index));
         self.list.insert(at, Candidate { d, index, a, b });
         self.list.truncate(k);
         if self.list.len() == k {
-            self.gate = self.list[k - 1].d;
+            self.gate = self.list[k - 1].gate();
         }
     }
-}
-
-/// Does error `d` at `index` rank above `w`?
-#[inline(always)]
-fn ranks_above(d: f64, index: usize, w: Candidate) -> bool {
-    d > w.d || (d == w.d && index < w.index)
 }
