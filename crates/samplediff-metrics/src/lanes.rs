@@ -199,17 +199,25 @@ pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F4, F4) -> 
             acc[q] = acc[q].zip(v[q], |a, v| op.apply(a, v));
         }
     }
-    // The last few pairs: in lanes 0.., the unused lanes computed on zeros and left out.
+    // The last few pairs: in lanes 0.., the unused lanes computed on zeros and left out. They
+    // go into accumulators of their own, then into the main ones (x + 0.0 is x: no
+    // accumulator starting at +0.0 becomes -0.0): indexed by a variable lane, the main ones
+    // lived in memory, and the loop above stored every one of them on every step.
     let tail = a.len() - whole;
     if tail > 0 {
         let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
         x[..tail].copy_from_slice(&a[whole..]);
         y[..tail].copy_from_slice(&b[whole..]);
         let v = f(F4(x), F4(y));
+        let mut last: [F4; Q] = ops.map(|op| F4::splat(op.identity()));
         for q in 0..Q {
             for l in 0..tail {
-                acc[q].0[l] = ops[q].apply(acc[q].0[l], v[q].0[l]);
+                last[q].0[l] = ops[q].apply(last[q].0[l], v[q].0[l]);
             }
+        }
+        for q in 0..Q {
+            let op = ops[q];
+            acc[q] = acc[q].zip(last[q], |a, v| op.apply(a, v));
         }
     }
     std::array::from_fn(|q| ops[q].fold(acc[q].0))
