@@ -45,6 +45,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The widest build of the host kernel that may run, to time the builds against each other
+    // on one machine (docs/performance.md); results are the same bits in every build.
+    if let Ok(simd) = std::env::var("SAMPLEDIFF_SIMD") {
+        match simd.as_str() {
+            "baseline" => samplediff_metrics::fused::limit_simd(0),
+            "avx2" => samplediff_metrics::fused::limit_simd(1),
+            _ => {}
+        }
+    }
     let result = match cli.command {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Demo(a) => cmd::demo::run(a),

@@ -2,130 +2,143 @@
 //! independent accumulators: element i of the block goes to lane i % LANES, and the lanes
 //! combine in a fixed order at the end, so the result does not depend on the instruction set.
 //!
-//! The quantities are written on [`F4`], four lanes at a time, each operation spelt out lane by
-//! lane: the compiler packs each into one vector instruction (two in SSE2). Written on scalars
-//! per lane instead, sweeps of more than four quantities stayed scalar (2026-12-06: one add
-//! instruction per quantity and element; on `F4` the whole comparison needs 16% fewer
-//! instructions). The rare paths with NaN or Inf (`Moments::of_lanes`, `Floored::of`) keep
-//! scalar loops of their own.
+//! The quantities are written on [`F8`], eight lanes at a time, each operation spelt out lane by
+//! lane: the compiler packs each into one AVX-512 instruction (two in AVX2, four in SSE2).
+//! Written on scalars per lane instead, sweeps of more than four quantities stayed scalar
+//! (2026-12-06: one add instruction per quantity and element). The rare paths with NaN or Inf
+//! (`Moments::of_lanes`, `Floored::of`) keep scalar loops of their own.
+//!
+//! Why eight lanes and not four: the lane count fixes the summation order, so it is one for
+//! every machine (the same files give the same bits everywhere), and it is a trade. On this
+//! project's 2-core Xeon VM (2026-12-06, 2 x 1 GiB float32, median of 4-6 alternated runs),
+//! eight lanes took the AVX-512 build from 1.51 to 1.34 s, and cost the AVX2 build (forced with
+//! `SAMPLEDIFF_SIMD=avx2`) 1.52 -> 1.66 s and the SSE2 baseline 2.51 -> 2.79 s: with 16 vector
+//! registers a sweep's eight-lane accumulators no longer all fit. Machines that compare large
+//! files are mostly servers, and those have AVX-512.
 
 use std::ops::{Add, Div, Mul, Sub};
 
+/// `[e(0), e(1), .., e(7)]`: every lane spelt out.
+macro_rules! each {
+    (|$l:ident| $e:expr) => {{
+        let f = |$l: usize| $e;
+        [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)]
+    }};
+}
+
 /// Independent accumulators per quantity.
-pub(crate) const LANES: usize = 4;
+pub(crate) const LANES: usize = 8;
 
-/// Four lanes of f64.
+/// Eight lanes of f64.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct F4(pub [f64; LANES]);
+pub(crate) struct F8(pub [f64; LANES]);
 
-/// Four lane conditions, each all ones or all zeros (the form vector compares give, and
+/// Eight lane conditions, each all ones or all zeros (the form vector compares give, and
 /// selects take, without conversion: as `bool`s they stayed partly scalar).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct M4(pub [u64; LANES]);
+pub(crate) struct M8(pub [u64; LANES]);
 
-impl F4 {
+impl F8 {
     #[inline(always)]
     pub fn splat(v: f64) -> Self {
         Self([v; LANES])
     }
 
     #[inline(always)]
-    fn zip(self, o: F4, f: impl Fn(f64, f64) -> f64) -> F4 {
+    fn zip(self, o: F8, f: impl Fn(f64, f64) -> f64) -> F8 {
         let (x, y) = (self.0, o.0);
-        F4([f(x[0], y[0]), f(x[1], y[1]), f(x[2], y[2]), f(x[3], y[3])])
+        F8(each!(|l| f(x[l], y[l])))
     }
 
     #[inline(always)]
-    fn test(self, o: F4, f: impl Fn(f64, f64) -> bool) -> M4 {
+    fn test(self, o: F8, f: impl Fn(f64, f64) -> bool) -> M8 {
         let (x, y) = (self.0, o.0);
-        let m = |c: bool| (c as u64).wrapping_neg();
-        M4([m(f(x[0], y[0])), m(f(x[1], y[1])), m(f(x[2], y[2])), m(f(x[3], y[3]))])
+        M8(each!(|l| (f(x[l], y[l]) as u64).wrapping_neg()))
     }
 
     #[inline(always)]
-    pub fn abs(self) -> F4 {
+    pub fn abs(self) -> F8 {
         self.zip(self, |x, _| x.abs())
     }
 
     #[inline(always)]
-    pub fn lt(self, o: F4) -> M4 {
+    pub fn lt(self, o: F8) -> M8 {
         self.test(o, |x, y| x < y)
     }
 
     #[inline(always)]
-    pub fn le(self, o: F4) -> M4 {
+    pub fn le(self, o: F8) -> M8 {
         self.test(o, |x, y| x <= y)
     }
 
     #[inline(always)]
-    pub fn gt(self, o: F4) -> M4 {
+    pub fn gt(self, o: F8) -> M8 {
         self.test(o, |x, y| x > y)
     }
 
     #[inline(always)]
-    pub fn ge(self, o: F4) -> M4 {
+    pub fn ge(self, o: F8) -> M8 {
         self.test(o, |x, y| x >= y)
     }
 
     #[inline(always)]
-    pub fn eq(self, o: F4) -> M4 {
+    pub fn eq(self, o: F8) -> M8 {
         self.test(o, |x, y| x == y)
     }
 
     #[inline(always)]
-    pub fn ne(self, o: F4) -> M4 {
+    pub fn ne(self, o: F8) -> M8 {
         self.test(o, |x, y| x != y)
     }
 
     #[inline(always)]
-    pub fn is_finite(self) -> M4 {
+    pub fn is_finite(self) -> M8 {
         self.test(self, |x, _| x.is_finite())
     }
 }
 
-impl M4 {
+impl M8 {
     #[inline(always)]
-    fn zip(self, o: M4, f: impl Fn(u64, u64) -> u64) -> M4 {
+    fn zip(self, o: M8, f: impl Fn(u64, u64) -> u64) -> M8 {
         let (x, y) = (self.0, o.0);
-        M4([f(x[0], y[0]), f(x[1], y[1]), f(x[2], y[2]), f(x[3], y[3])])
+        M8(each!(|l| f(x[l], y[l])))
     }
 
     #[inline(always)]
-    pub fn and(self, o: M4) -> M4 {
+    pub fn and(self, o: M8) -> M8 {
         self.zip(o, |x, y| x & y)
     }
 
     #[inline(always)]
-    pub fn not(self) -> M4 {
+    pub fn not(self) -> M8 {
         self.zip(self, |x, _| !x)
     }
 
     #[inline(always)]
-    fn bits(v: F4) -> [u64; LANES] {
+    fn bits(v: F8) -> [u64; LANES] {
         v.0.map(f64::to_bits)
     }
 
     /// `a` where the condition holds, else `b` (bitwise).
     #[inline(always)]
-    pub fn select(self, a: F4, b: F4) -> F4 {
-        let (m, a, b) = (self.0, M4::bits(a), M4::bits(b));
-        let pick = |l: usize| f64::from_bits((m[l] & a[l]) | (!m[l] & b[l]));
-        F4([pick(0), pick(1), pick(2), pick(3)])
+    pub fn select(self, a: F8, b: F8) -> F8 {
+        let (m, a, b) = (self.0, M8::bits(a), M8::bits(b));
+        F8(each!(|l| f64::from_bits((m[l] & a[l]) | (!m[l] & b[l]))))
     }
 
     /// 1.0 where the condition holds, else 0.0: counts summed as f64 (exact below 2^53).
     #[inline(always)]
-    pub fn one(self) -> F4 {
-        self.select(F4::splat(1.0), F4::splat(0.0))
+    pub fn one(self) -> F8 {
+        self.select(F8::splat(1.0), F8::splat(0.0))
     }
 }
 
 macro_rules! lanewise {
     ($trait:ident, $method:ident, $op:tt) => {
-        impl $trait for F4 {
-            type Output = F4;
+        impl $trait for F8 {
+            type Output = F8;
             #[inline(always)]
-            fn $method(self, o: F4) -> F4 {
+            fn $method(self, o: F8) -> F8 {
                 self.zip(o, |x, y| x $op y)
             }
         }
@@ -187,13 +200,13 @@ impl Op {
     }
 }
 
-/// `Q` quantities of every pair (`f` of four pairs at a time) reduced over the block.
+/// `Q` quantities of every pair (`f` of eight pairs at a time) reduced over the block.
 #[inline(always)]
-pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F4, F4) -> [F4; Q], ops: [Op; Q]) -> [f64; Q] {
-    let mut acc: [F4; Q] = ops.map(|op| F4::splat(op.identity()));
+pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F8, F8) -> [F8; Q], ops: [Op; Q]) -> [f64; Q] {
+    let mut acc: [F8; Q] = ops.map(|op| F8::splat(op.identity()));
     let whole = a.len() / LANES * LANES;
     for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
-        let v = f(F4([ca[0], ca[1], ca[2], ca[3]]), F4([cb[0], cb[1], cb[2], cb[3]]));
+        let v = f(F8(each!(|l| ca[l])), F8(each!(|l| cb[l])));
         for q in 0..Q {
             let op = ops[q];
             acc[q] = acc[q].zip(v[q], |a, v| op.apply(a, v));
@@ -208,8 +221,8 @@ pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F4, F4) -> 
         let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
         x[..tail].copy_from_slice(&a[whole..]);
         y[..tail].copy_from_slice(&b[whole..]);
-        let v = f(F4(x), F4(y));
-        let mut last: [F4; Q] = ops.map(|op| F4::splat(op.identity()));
+        let v = f(F8(x), F8(y));
+        let mut last: [F8; Q] = ops.map(|op| F8::splat(op.identity()));
         for q in 0..Q {
             for l in 0..tail {
                 last[q].0[l] = ops[q].apply(last[q].0[l], v[q].0[l]);
@@ -226,15 +239,15 @@ pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F4, F4) -> 
 /// Sum of the lanes in a fixed order.
 #[inline(always)]
 pub(crate) fn fold(v: [f64; LANES]) -> f64 {
-    (v[0] + v[1]) + (v[2] + v[3])
+    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Lane l holds elements l, l + 4, ... in order, the tail included; lanes combine as
-    /// (0 + 1) + (2 + 3).
+    /// Lane l holds elements l, l + 8, ... in order, the tail included; lanes combine as
+    /// ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)).
     #[test]
     fn lanes_reduce_in_the_documented_order() {
         let a: Vec<f64> = (0..1023).map(|i| ((i * 7919) % 1013) as f64 * 0.1 - 40.0).collect();
@@ -249,9 +262,10 @@ mod tests {
 
     #[test]
     fn masks_select_and_count() {
-        let (x, y) = (F4([1.0, f64::NAN, -0.0, 3.0]), F4::splat(0.0));
-        assert_eq!(x.gt(y).select(x, F4::splat(9.0)).0.map(f64::to_bits), [1.0, 9.0, 9.0, 3.0].map(f64::to_bits));
-        assert_eq!(x.is_finite().and(x.ne(y)).one().0, [1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(x.eq(y).not().one().0, [1.0, 1.0, 0.0, 1.0]);
+        let (x, y) = (F8([1.0, f64::NAN, -0.0, 3.0, 0.0, f64::INFINITY, -2.0, 0.5]), F8::splat(0.0));
+        let picked = [1.0, 9.0, 9.0, 3.0, 9.0, f64::INFINITY, 9.0, 0.5];
+        assert_eq!(x.gt(y).select(x, F8::splat(9.0)).0.map(f64::to_bits), picked.map(f64::to_bits));
+        assert_eq!(x.is_finite().and(x.ne(y)).one().0, [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(x.eq(y).not().one().0, [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
     }
 }

@@ -9,7 +9,7 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
-use crate::lanes::{F4, LANES, Op, fold, lanes};
+use crate::lanes::{F8, LANES, Op, fold, lanes};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -173,7 +173,7 @@ impl Moments {
             b,
             |x, y| {
                 let d = (x - y).abs();
-                let nonzero = d.gt(F4::splat(0.0)).select(d, F4::splat(f64::INFINITY));
+                let nonzero = d.gt(F8::splat(0.0)).select(d, F8::splat(f64::INFINITY));
                 [d, d * d, d, nonzero, x, y, x * x, y * y, x * y]
             },
             [Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add],
@@ -218,9 +218,9 @@ impl Moments {
             b,
             |x, y| {
                 let PairTerms { d, ay, rel, close, b_zero } = PairTerms::of(x, y, tol);
-                let (zero, ninf) = (F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
+                let (zero, ninf) = (F8::splat(0.0), F8::splat(f64::NEG_INFINITY));
                 // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
-                let (hi, lo) = (ay.ge(F4::splat(band.hi)), ay.lt(F4::splat(band.lo)));
+                let (hi, lo) = (ay.ge(F8::splat(band.hi)), ay.lt(F8::splat(band.lo)));
                 [
                     rel,
                     rel,
@@ -274,12 +274,12 @@ impl Moments {
             a,
             b,
             |x, y| {
-                let (dx, dy) = (x - F4::splat(ma), y - F4::splat(mb));
+                let (dx, dy) = (x - F8::splat(ma), y - F8::splat(mb));
                 let (dx, dy) = if FINITE {
                     (dx, dy)
                 } else {
                     let fin = x.is_finite().and(y.is_finite());
-                    (fin.select(dx, F4::splat(0.0)), fin.select(dy, F4::splat(0.0)))
+                    (fin.select(dx, F8::splat(0.0)), fin.select(dy, F8::splat(0.0)))
                 };
                 [dx * dx, dy * dy, dx * dy]
             },
@@ -450,25 +450,25 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0 && den.is_finite()).then(|| num / den)
 }
 
-/// What both all-finite sweeps need of four pairs: |a-b|, |b|, the relative error (0 where
+/// What both all-finite sweeps need of eight pairs: |a-b|, |b|, the relative error (0 where
 /// b == 0) and the isclose and b == 0 counts.
 struct PairTerms {
-    d: F4,
-    ay: F4,
-    rel: F4,
-    close: F4,
-    b_zero: F4,
+    d: F8,
+    ay: F8,
+    rel: F8,
+    close: F8,
+    b_zero: F8,
 }
 
 impl PairTerms {
     #[inline(always)]
-    fn of(x: F4, y: F4, tol: Tol) -> Self {
-        let (d, ay, zero) = ((x - y).abs(), y.abs(), F4::splat(0.0));
+    fn of(x: F8, y: F8, tol: Tol) -> Self {
+        let (d, ay, zero) = ((x - y).abs(), y.abs(), F8::splat(0.0));
         Self {
             d,
             ay,
             rel: y.ne(zero).select(d / ay, zero),
-            close: d.le(ay * F4::splat(tol.rtol) + F4::splat(tol.atol)).one(),
+            close: d.le(ay * F8::splat(tol.rtol) + F8::splat(tol.atol)).one(),
             b_zero: y.eq(zero).one(),
         }
     }

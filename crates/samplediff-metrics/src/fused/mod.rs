@@ -338,17 +338,17 @@ impl<'a> Kernel<'a> {
         self.main_pass_body::<0>(l, c)
     }
 
-    /// The lane loops vectorise 4 wide in AVX2 (2 wide in the baseline's SSE2): about a third
-    /// of the instructions. No FMA is enabled and Rust never reorders float operations, so the
-    /// results are the same bits either way.
+    /// The lane loops vectorise 4 wide in AVX2 (2 wide in the baseline's SSE2). No FMA is
+    /// enabled and Rust never reorders float operations, so the results are the same bits
+    /// either way.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn main_pass_avx2(&self, l: &mut Local, c: usize) -> Part {
         self.main_pass_body::<1>(l, c)
     }
 
-    /// The same four lanes with AVX-512's instructions (masks, selects, conversions):
-    /// 2 x 1 GiB on 2 threads 1.76 -> 1.58 s on this project's Xeon VM (2026-12-06), same bits.
+    /// The same lanes with AVX-512's instructions, eight f64 to a register (masks, selects,
+    /// conversions; see `crate::lanes` for what eight lanes gained here), same bits.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq,avx512bw")]
     unsafe fn main_pass_avx512(&self, l: &mut Local, c: usize) -> Part {

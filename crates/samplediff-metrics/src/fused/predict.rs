@@ -20,7 +20,7 @@ use super::decode::{BLOCK, decode, ulp_distances};
 use std::array::from_fn;
 
 use super::select::COLLECT_BUDGET;
-use crate::lanes::{F4, Op, lanes};
+use crate::lanes::{F8, Op, lanes};
 use crate::moments::{Band, BandBlock, Floored, abs_diff};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -258,7 +258,7 @@ impl Windows {
 
     /// [`Windows::offer_block`]'s counting loop for `W` windows; whether any value is inside a
     /// window that keeps its values.
-    /// (Written on scalars, the compiler vectorises it better than written on [`F4`].)
+    /// (Written on scalars, the compiler vectorises it better than written on [`F8`].)
     #[inline(always)]
     fn count<const W: usize>(&self, values: &[f64], flags: &mut [u64], out: &mut WindowsOut) -> bool {
         let (lo, hi): ([f64; W], [f64; W]) = (from_fn(|w| self.spans[w].0), from_fn(|w| self.spans[w].1));
@@ -406,9 +406,9 @@ impl BandSums {
             a,
             b,
             |x, y| {
-                let (zero, ninf) = (F4::splat(0.0), F4::splat(f64::NEG_INFINITY));
+                let (zero, ninf) = (F8::splat(0.0), F8::splat(f64::NEG_INFINITY));
                 let (d, ab, fin) = ((x - y).abs(), y.abs(), x.is_finite().and(y.is_finite()));
-                let (hi, lo) = (fin.and(ab.ge(F4::splat(band.hi))), fin.and(ab.lt(F4::splat(band.lo))));
+                let (hi, lo) = (fin.and(ab.ge(F8::splat(band.hi))), fin.and(ab.lt(F8::splat(band.lo))));
                 let r = hi.select(d / ab, zero);
                 let inside = fin.and(hi.not()).and(lo.not());
                 [r, hi.select(r, ninf), lo.select(d, zero), lo.select(d, ninf), hi.one(), lo.one(), inside.one()]
