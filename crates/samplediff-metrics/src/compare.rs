@@ -166,18 +166,20 @@ impl Pair {
             self.close.clone().int().sum(),
             b_zero.int().sum(),
         ])?;
-        let mut m = Moments::default();
-        m.c = Counts {
-            numel: self.a.dims()[0] as u64,
-            finite: c[0],
-            nan_a: c[1],
-            nan_b: c[2],
-            inf_a: c[3],
-            inf_b: c[4],
-            nan_xor: c[5],
-            inf_mismatch: c[6],
-            close: c[7],
-            b_zero: c[8],
+        let mut m = Moments {
+            c: Counts {
+                numel: self.a.dims()[0] as u64,
+                finite: c[0],
+                nan_a: c[1],
+                nan_b: c[2],
+                inf_a: c[3],
+                inf_b: c[4],
+                nan_xor: c[5],
+                inf_mismatch: c[6],
+                close: c[7],
+                b_zero: c[8],
+            },
+            ..Moments::default()
         };
         if m.c.finite == 0 {
             m.fill(r, 0.0);

@@ -539,18 +539,20 @@ impl Lanes {
     fn fold(&self, numel: u64) -> Moments {
         let n = |k: usize| self.count[k].iter().sum::<u64>();
         let max = |v: [f64; LANES]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
-        let mut m = Moments::default();
-        m.c = Counts {
-            numel,
-            nan_a: n(0),
-            nan_b: n(1),
-            inf_a: n(2),
-            inf_b: n(3),
-            nan_xor: n(4),
-            inf_mismatch: n(5),
-            close: n(6),
-            finite: n(7),
-            b_zero: n(8),
+        let mut m = Moments {
+            c: Counts {
+                numel,
+                nan_a: n(0),
+                nan_b: n(1),
+                inf_a: n(2),
+                inf_b: n(3),
+                nan_xor: n(4),
+                inf_mismatch: n(5),
+                close: n(6),
+                finite: n(7),
+                b_zero: n(8),
+            },
+            ..Moments::default()
         };
         let s = |k: usize| fold(self.sum[k]);
         (m.sum_ad, m.sum_ad2, m.sum_rel) = (s(0), s(1), s(2));
