@@ -128,6 +128,8 @@ pub fn fix_empty_latent_channels(format: LatentFormat, latent: &Latent) -> Tenso
 }
 
 /// The noise a run starts from.
+// One value per run; boxing the tensor handle buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum InitialNoise {
     /// ComfyUI's `prepare_noise(latent, seed, batch_index)`: torch CPU `randn` of the fixed

@@ -285,6 +285,8 @@ impl Observer for Trace {
 }
 
 /// Where a replay starts.
+// One value per replay; boxing the tensor handle buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ReplayStart {
     /// The full KSampler path from `latent_in`, with ComfyUI's initial noise for the run's seed.

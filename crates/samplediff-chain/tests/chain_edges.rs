@@ -30,7 +30,7 @@ fn device() -> Device {
 /// Deterministic, irregular test values (no RNG needed).
 fn pattern(shape: [usize; 5], seed: f32) -> Tensor<5> {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.7311 + seed).sin() * 1.7) as f32).collect();
+    let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7311 + seed).sin() * 1.7).collect();
     Tensor::from_data(TensorData::new(values, shape), &device())
 }
 
@@ -373,7 +373,7 @@ fn cfg_zero_star_degenerate_cases() {
     assert!(max_abs(&out, &d) < 1e-5);
     // x == uncond: alpha = 0 / 1e-8 = 0, so out = d + u*(0-1) + cfg*u*(1-0).
     let out = cfg_zero_star(&x, &c, &x, &d, 4.0).unwrap();
-    let want: Vec<f32> = values(&d).iter().zip(values(&x)).map(|(&d, u)| (d + u * -1.0) + (4.0 * u) * 1.0).collect();
+    let want: Vec<f32> = values(&d).iter().zip(values(&x)).map(|(&d, u)| (d + -u) + (4.0 * u) * 1.0).collect();
     assert_eq!(values(&out), want);
 }
 

@@ -106,7 +106,7 @@ fn reference_randn(seed: u64, n: usize) -> Vec<f64> {
     let uniforms: Vec<f32> = (0..n).map(|_| g.uniform_f32()).collect();
     let mut out: Vec<f64> = uniforms.chunks_exact(16).flat_map(transform).collect();
     out.resize(n, 0.0);
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         let tail: Vec<f32> = (0..16).map(|_| g.uniform_f32()).collect();
         out[n - 16..].copy_from_slice(&transform(&tail));
     }

@@ -1,7 +1,7 @@
 //! Replays every golden ComfyUI run (`tests/fixtures/comfyui/wf_*.safetensors`) through the chain
 //! with the recorded model predictions and demands bit-identical results on burn's CPU backend.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use samplediff_chain::replay::{NamedTensor, RecordedRun, ReplayStart, compare, replay, replay_with};
@@ -32,7 +32,7 @@ fn load(path: &PathBuf, device: &Device) -> RecordedRun {
     RecordedRun::from_tensors(tensors, &file.metadata, device).unwrap()
 }
 
-fn name(path: &PathBuf) -> &str {
+fn name(path: &Path) -> &str {
     path.file_name().unwrap().to_str().unwrap()
 }
 

@@ -145,6 +145,8 @@ fn samplers_match_comfyui_bit_for_bit() {
             }
             None => 0.0,
         };
+        // `!(e <= allowed)` on purpose: a NaN error is not <= anything and must fail too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         for (tensor, e) in errors.iter().filter(|(_, e)| !(*e <= allowed)) {
             failures.push(format!("{name}.{tensor}: {e:e}"));
         }

@@ -40,6 +40,8 @@ fn report(
 }
 
 /// Compares two files (`path[:selector]`, any format the CLI reads). Returns (JSON, text).
+// A pyo3 #[pyfunction]: the arguments mirror the Python keyword arguments.
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
 #[pyo3(signature = (path_a, path_b, *, atol=None, rtol=None, rel_floor=None, top_k=10, pairs=vec![]))]
 pub fn compare_files(

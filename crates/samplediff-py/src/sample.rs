@@ -80,7 +80,7 @@ pub fn model_sampling(kind: &str, shift: Option<f64>, multiplier: f64) -> Result
         return Ok(ModelSampling::qwen_image_default());
     }
     let shift = shift.ok_or_else(|| format!("model sampling '{kind}' needs a shift"))?;
-    if !(shift.is_finite() && shift > 0.0) || !(multiplier.is_finite() && multiplier > 0.0) {
+    if !(shift.is_finite() && shift > 0.0 && multiplier.is_finite() && multiplier > 0.0) {
         return Err(format!("shift {shift} and multiplier {multiplier} must be finite and > 0"));
     }
     Ok(match kind {
@@ -109,6 +109,8 @@ pub fn schedule(
 }
 
 /// `sigmas(...)`: the schedule a ComfyUI KSampler runs, as float32.
+// A pyo3 #[pyfunction]: the arguments mirror the Python keyword arguments.
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
 #[pyo3(signature = (*, steps, scheduler="simple", denoise=1.0, sampler="euler", shift=None, multiplier=1.0, model_sampling="discrete_flow"))]
 pub fn sigmas<'py>(

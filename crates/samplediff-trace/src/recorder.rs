@@ -42,6 +42,8 @@ pub struct TraceRecorder {
 }
 
 /// One recorded tensor: on the host, or (deferred readback) still on its device, flattened.
+// One entry per recorded tensor, dwarfed by the tensor data itself; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum Entry {
     Host(RawTensor),
     Device { name: String, shape: Vec<usize>, values: Tensor<1> },

@@ -49,6 +49,8 @@ fn add(a: &mut Vector, b: &Vector) {
 }
 
 /// `row_sum<Vectorized<float>>` over `size` vectors.
+// Index loops mirror ATen's summation order statement for statement.
+#[allow(clippy::needless_range_loop)]
 fn row_sum(size: usize, load: impl Fn(usize) -> Vector) -> Vector {
     const ILP: usize = 4;
     let size_ilp = size / ILP;
@@ -65,6 +67,8 @@ fn row_sum(size: usize, load: impl Fn(usize) -> Vector) -> Vector {
 }
 
 /// `multi_row_sum<Vectorized<float>, 4>`: four columns summed over `size` rows with the cascade.
+// Index loops mirror ATen's cascade (levels x rows) statement for statement.
+#[allow(clippy::needless_range_loop)]
 fn multi_row_sum(size: usize, load: impl Fn(usize, usize) -> Vector) -> [Vector; 4] {
     const LEVELS: usize = 4;
     const ROWS: usize = 4;

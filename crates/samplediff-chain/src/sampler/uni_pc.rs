@@ -242,6 +242,8 @@ fn solve(mut a: Vec<Vec<f32>>, mut b: Vec<f32>) -> Vec<f32> {
 }
 
 /// `sample_unipc(model, x, sigmas, variant)`.
+// The step loops mirror the Python reference's indexing (`timesteps[step]`, list shifts).
+#[allow(clippy::needless_range_loop)]
 pub(super) fn uni_pc(
     ctx: &mut dyn SamplingContext,
     x: Tensor<5>,
