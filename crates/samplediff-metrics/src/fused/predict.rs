@@ -180,10 +180,12 @@ const MAX_WINDOWS: usize = 4;
 
 /// One worker's findings for [`Windows`]: the values inside each window (none are kept for a
 /// window of one value, [`Windows::point`]), and the counts of values (zeros included) below
-/// each window and inside it.
+/// each window and inside it. Merged, the other workers' values are held as they came
+/// (`merged`), and joined only by the window's [`Pick`]: on a thread of its own.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WindowsOut {
     inside: Vec<Vec<f64>>,
+    merged: Vec<Vec<Vec<f64>>>,
     below: Vec<u64>,
     count: Vec<u64>,
 }
@@ -196,7 +198,7 @@ impl Windows {
 
     pub fn out(&self) -> WindowsOut {
         let n = self.spans.len();
-        WindowsOut { inside: vec![vec![]; n], below: vec![0; n], count: vec![0; n] }
+        WindowsOut { inside: vec![vec![]; n], merged: vec![vec![]; n], below: vec![0; n], count: vec![0; n] }
     }
 
     /// Is window `w` a single value? (Ties: on data where most errors are equal, a window
@@ -280,31 +282,62 @@ impl Windows {
     }
 
     /// The value at each of `ranks` (ascending, zeros included) that falls inside a window.
-    pub fn settle(&self, ranks: &[u64], mut out: WindowsOut) -> Vec<Option<f64>> {
-        ranks
-            .iter()
-            .map(|&r| {
-                let (below, count) = (&out.below, &out.count);
-                let w = (0..self.spans.len()).find(|&w| below[w] <= r && r < below[w] + count[w])?;
-                if self.point(w) {
-                    return Some(self.spans[w].0);
-                }
-                // A selection, not a sort: linear in the window's size.
-                Some(*out.inside[w].select_nth_unstable_by((r - below[w]) as usize, f64::total_cmp).1)
-            })
-            .collect()
+    #[cfg(test)]
+    pub fn settle(&self, ranks: &[u64], out: WindowsOut) -> Vec<Option<f64>> {
+        let (mut found, picks) = self.picks(ranks, out);
+        picks.into_iter().flat_map(Pick::select).for_each(|(i, v)| found[i] = Some(v));
+        found
+    }
+
+    /// [`Windows::settle`] in two steps: what the counts settle at once (ranks in a window of
+    /// one value; `None` for the rest), and one [`Pick`] per window that must select among its
+    /// values (independent of each other: the caller may run them on several threads).
+    pub fn picks(&self, ranks: &[u64], out: WindowsOut) -> (Vec<Option<f64>>, Vec<Pick>) {
+        let mut found = vec![None; ranks.len()];
+        let mut wanted: Vec<Vec<(usize, usize)>> = vec![vec![]; self.spans.len()];
+        for (i, &r) in ranks.iter().enumerate() {
+            let (below, count) = (&out.below, &out.count);
+            let Some(w) = (0..self.spans.len()).find(|&w| below[w] <= r && r < below[w] + count[w]) else { continue };
+            if self.point(w) {
+                found[i] = Some(self.spans[w].0);
+            } else {
+                wanted[w].push((i, (r - below[w]) as usize));
+            }
+        }
+        let values = out.inside.into_iter().zip(out.merged);
+        let picks = values.zip(wanted).filter(|(_, w)| !w.is_empty());
+        (found, picks.map(|((values, more), wanted)| Pick { values, more, wanted }).collect())
+    }
+}
+
+/// One window's selections: its kept values, and (place in the ranks asked for, rank among the
+/// values) for each rank inside it.
+pub(crate) struct Pick {
+    values: Vec<f64>,
+    more: Vec<Vec<f64>>,
+    wanted: Vec<(usize, usize)>,
+}
+
+impl Pick {
+    /// (place, value) for each wanted rank: a selection, not a sort (linear in the window's size).
+    pub fn select(self) -> Vec<(usize, f64)> {
+        let Pick { mut values, more, wanted } = self;
+        values.reserve(more.iter().map(Vec::len).sum());
+        more.into_iter().for_each(|m| values.extend(m));
+        wanted.into_iter().map(|(i, r)| (i, *values.select_nth_unstable_by(r, f64::total_cmp).1)).collect()
     }
 }
 
 impl WindowsOut {
     /// Values kept so far.
     pub fn kept(&self) -> usize {
-        self.inside.iter().map(Vec::len).sum()
+        self.inside.iter().chain(self.merged.iter().flatten()).map(Vec::len).sum()
     }
 
     pub fn merge(&mut self, o: WindowsOut) {
-        for (x, y) in self.inside.iter_mut().zip(o.inside) {
-            x.extend(y);
+        for ((x, y), z) in self.merged.iter_mut().zip(o.inside).zip(o.merged) {
+            x.push(y);
+            x.extend(z);
         }
         for (x, y) in self.below.iter_mut().zip(o.below) {
             *x += y;

@@ -6,6 +6,8 @@
 //! counts) merges by addition, which does not depend on the order either.
 //! On wasm32 (no threads without extra set-up) everything runs on the calling thread.
 
+use std::sync::Mutex;
+
 /// Run `work(local, chunk)` for every chunk in `0..chunks` on up to `threads` threads.
 /// Returns the per-chunk results in chunk order and every worker's local state.
 pub(crate) fn run<T, L>(
@@ -51,6 +53,13 @@ where
     (results.into_iter().map(|(_, t)| t).collect(), parts.into_iter().map(|(_, l)| l).collect())
 }
 
+/// Run independent `tasks` on up to `threads` threads; their results in task order.
+pub(crate) fn each<T: Send>(threads: usize, tasks: Vec<impl FnOnce() -> T + Send>) -> Vec<T> {
+    let slots: Vec<Mutex<Option<_>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let take = |c: usize| slots[c].lock().unwrap_or_else(|e| e.into_inner()).take().expect("each task runs once");
+    run(slots.len(), threads, || (), |_, c| take(c)()).0
+}
+
 /// Threads to use by default: what the machine offers (1 where that is unknown or on wasm).
 pub fn available_threads() -> usize {
     if cfg!(target_arch = "wasm32") {
@@ -75,6 +84,14 @@ mod tests {
             );
             assert_eq!(out, (0..100).map(|c| c * c).collect::<Vec<_>>());
             assert_eq!(locals.iter().sum::<u64>(), 100);
+        }
+    }
+
+    #[test]
+    fn tasks_run_once_each_results_in_order() {
+        for threads in [1, 2, 7] {
+            let tasks: Vec<_> = (0..10u64).map(|i| move || i * i).collect();
+            assert_eq!(super::each(threads, tasks), (0..10u64).map(|i| i * i).collect::<Vec<_>>());
         }
     }
 }
