@@ -395,7 +395,9 @@ impl Moments {
         r.snr_db = (self.sum_ad2 > 0.0 && self.sum_b2 > 0.0).then(|| 10.0 * libm::log10(self.sum_b2 / self.sum_ad2));
         r.pearson = ratio(self.cab, (self.m2a * self.m2b).sqrt());
         r.rel_floor = Some(floor);
-        if self.floored.n > 0 {
+        // An infinite floor (RMS(b) overflowed) divides every error to 0 and an infinite one to
+        // NaN: no floored error is meaningful then.
+        if self.floored.n > 0 && floor.is_finite() {
             r.max_rel_floored = Some(self.floored.max);
             r.mean_rel_floored = Some(self.floored.sum / self.floored.n as f64);
         }

@@ -75,8 +75,13 @@ pub fn pow10(k: i32) -> f64 {
     format!("1e{k}").parse().expect("valid literal")
 }
 
-/// The k with 10^k <= x < 10^(k+1), for finite x > 0.
+/// The k with 10^k <= x < 10^(k+1), for finite x > 0; 308 for +inf, the top decade (its upper
+/// edge, 10^309, is itself infinite as an f64): f64 inputs near the largest float with opposite
+/// signs differ by an error that overflows, and it is counted there.
 pub fn decade(x: f64) -> i32 {
+    if x == f64::INFINITY {
+        return 308;
+    }
     let mut k = x.log10().floor() as i32;
     while pow10(k) > x {
         k -= 1;
@@ -125,6 +130,7 @@ mod tests {
         assert_eq!(decade(5.94), 0);
         assert_eq!(decade(1e300), 300);
         assert_eq!(decade(f64::MIN_POSITIVE), -308);
+        assert_eq!((decade(f64::MAX), decade(f64::INFINITY)), (308, 308));
     }
 
     #[test]

@@ -46,6 +46,30 @@ fn infinities_equal_agree_unequal_mismatch() {
 }
 
 #[test]
+fn an_error_that_overflows_to_infinity_is_reported_in_the_top_decade() {
+    // Finite f64 inputs near the largest float with opposite signs: |a-b| overflows. Once this
+    // hung: the histogram looked for the decade of infinity by counting up from i32::MAX.
+    let f64t = |v: &[f64]| {
+        let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        RawTensor::from_vec("x", DType::F64, vec![v.len()], data)
+    };
+    let r = cmp(&f64t(&[1.7e308, 1.0, 2.0]), &f64t(&[-1.7e308, 1.0, 2.5]));
+    assert_eq!((r.finite_pairs, r.max_abs), (Some(3), Some(f64::INFINITY)));
+    let h = r.histogram.as_ref().expect("a histogram");
+    let top = h.bins.last().expect("bins");
+    assert_eq!((top.lo, top.count, h.zero), (1e308, 1, 1));
+    assert_eq!(h.bins.iter().map(|b| b.count).sum::<u64>(), 2);
+    // A tensor large enough for the sampled plan (and its decade edges) takes the same path.
+    let n = 300_000;
+    let a: Vec<f64> = (0..n).map(|i| if i % 1000 == 0 { 1.7e308 } else { 1.0 + i as f64 * 1e-9 }).collect();
+    let b: Vec<f64> = (0..n).map(|i| if i % 1000 == 0 { -1.7e308 } else { 1.0 }).collect();
+    let r = cmp(&f64t(&a), &f64t(&b));
+    let h = r.histogram.as_ref().expect("a histogram");
+    assert_eq!((h.bins.last().map(|b| (b.lo, b.count)), h.zero), (Some((1e308, 300)), 0));
+    assert_eq!(h.bins.iter().map(|b| b.count).sum::<u64>() + h.zero, n as u64);
+}
+
+#[test]
 fn all_nan_has_counts_but_no_value_metrics() {
     let a = f32t(vec![2], &[f32::NAN, f32::NAN]);
     let r = cmp(&a, &a);

@@ -26,8 +26,11 @@ fn powers() -> &'static [f64] {
     POWERS.get_or_init(|| (MIN_K..=MAX_K).map(pow10).collect())
 }
 
-/// [`decade`] of finite `x > 0` by a search of the powers of ten (no logarithm, no parsing).
+/// [`decade`] of `x > 0` by a search of the powers of ten (no logarithm, no parsing).
 pub(crate) fn decade_of(x: f64) -> i32 {
+    if x == f64::INFINITY {
+        return decade(x);
+    }
     MIN_K + powers().partition_point(|&p| p <= x) as i32 - 1
 }
 
@@ -195,14 +198,14 @@ mod tests {
 
     #[test]
     fn decade_of_agrees_with_decade_at_and_around_every_power() {
-        let mut xs = vec![f64::from_bits(1), f64::MIN_POSITIVE, f64::MAX, 5.94, 1.09];
+        let mut xs = vec![f64::from_bits(1), f64::MIN_POSITIVE, f64::MAX, f64::INFINITY, 5.94, 1.09];
         for k in MIN_K..MAX_K {
             let p = pow10(k);
             if p > 0.0 && p.is_finite() {
                 xs.extend([p, p.next_up(), p.next_down(), p * 3.0]);
             }
         }
-        for x in xs.into_iter().filter(|x| *x > 0.0 && x.is_finite()) {
+        for x in xs.into_iter().filter(|x| *x > 0.0) {
             assert_eq!(decade_of(x), decade(x), "{x:e}");
         }
     }
