@@ -119,7 +119,10 @@ pub fn compare_tensors_host(a: &RawTensor, b: &RawTensor, opts: &CompareOptions,
     };
     // (The ULP distances' zeros are counted only with their histogram.)
     let [found_e, found_u] = settle(
-        [(&k.plan.errors, g.errors, &error_ranks, total.decades.zero()), (&k.plan.ulps, g.ulps, &ulp_ranks, 0)],
+        [
+            Gathering { windows: &k.plan.errors, out: g.errors, ranks: &error_ranks, zeros: total.decades.zero() },
+            Gathering { windows: &k.plan.ulps, out: g.ulps, ranks: &ulp_ranks, zeros: 0 },
+        ],
         host.threads,
     );
     let mut errors = k.selection(Stream::Errors, &error_ranks, found_e, total.errors, host.threads);
@@ -563,18 +566,23 @@ enum Stream {
     Ulps,
 }
 
-/// Per stream (windows, what the workers gathered in them, the ranks wanted, the count of zeros
-/// known), the values at the ranks known without a histogram: those among the zeros, and those
-/// the windows found (nothing where there were none, or a worker gave up on them). Each
-/// window's selection runs as a task of its own: serially they were a tenth of the time of a
-/// 2-thread comparison of 2 x 1 GiB (~65 ms after a 1.3 s pass), and more with more threads.
-fn settle<const S: usize>(
-    streams: [(&Option<Windows>, Option<WindowsOut>, &Vec<u64>, u64); S],
-    threads: usize,
-) -> [Vec<Option<f64>>; S] {
-    let mut found: [Vec<Option<f64>>; S] = std::array::from_fn(|s| vec![None; streams[s].2.len()]);
+/// One stream's windows, what the workers gathered in them (`None`: a worker gave up), the
+/// ranks wanted and how many zeros are known to come first.
+struct Gathering<'a> {
+    windows: &'a Option<Windows>,
+    out: Option<WindowsOut>,
+    ranks: &'a [u64],
+    zeros: u64,
+}
+
+/// Per stream, the values at the ranks known without a histogram: those among the zeros, and
+/// those the windows found. Each window's selection runs as a task of its own: serially they
+/// were a tenth of the time of a 2-thread comparison of 2 x 1 GiB (~65 ms after a 1.3 s pass),
+/// and more with more threads.
+fn settle<const S: usize>(streams: [Gathering; S], threads: usize) -> [Vec<Option<f64>>; S] {
+    let mut found: [Vec<Option<f64>>; S] = std::array::from_fn(|s| vec![None; streams[s].ranks.len()]);
     let mut picks = vec![];
-    for (s, (windows, out, ranks, zeros)) in streams.into_iter().enumerate() {
+    for (s, Gathering { windows, out, ranks, zeros }) in streams.into_iter().enumerate() {
         if let (Some(w), Some(out)) = (windows, out) {
             let (known, todo) = w.picks(ranks, out);
             found[s] = known;
