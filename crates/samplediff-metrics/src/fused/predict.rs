@@ -10,9 +10,8 @@
 //! of a single value keeps none: its count is enough), and, where |b| lies inside the band,
 //! keeps the pairs. When a wanted rank falls inside its window (on real data nearly always)
 //! there is nothing left for a second pass; when it does not, or a worker's share of the budget
-//! overflows, the exact passes run as before (for the ULP distances, whose histogram the main
-//! pass leaves out when it has windows, after a pass that counts it). Results are exact either
-//! way.
+//! overflows, the exact passes run as before, after a pass that counts the stream's histogram
+//! (the main pass leaves it out where it has windows). Results are exact either way.
 
 use super::Kernel;
 use super::decades::Edges;

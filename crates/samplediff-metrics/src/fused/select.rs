@@ -3,7 +3,8 @@
 //!
 //! No single pass can give exact quantiles in bounded memory, so this is a radix selection
 //! over the values' bit patterns (for non-negative floats the bits sort like the values):
-//! the main pass counts the top 16 bits of every non-zero value ([`Histogram`]); the wanted
+//! a first pass counts the top 16 bits of every non-zero value ([`Histogram`]; the main pass,
+//! where the sample planned no windows, else a pass of its own when they missed); the wanted
 //! ranks then fall in a few buckets. A further pass either collects those buckets' values
 //! (when they fit in [`COLLECT_BUDGET`]) and selects the ranks among them, or counts their next 16 bits. Typical
 //! data needs one extra pass; values that share 32 leading bits by the million need more, and
