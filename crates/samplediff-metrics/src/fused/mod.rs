@@ -11,8 +11,8 @@
 //! Two things cannot be had exactly from one read in bounded memory: order statistics
 //! (percentiles, the ULP median) and the floored relative error under the default floor
 //! (1e-3 RMS(b), known only at the end). With the bits of every value counted, a second pass
-//! only has to pick out the few values around the wanted ranks ([`select`]) and to sum the
-//! floored ratios. A sample read first predicts both ([`predict`]), the main pass gathers what
+//! only has to pick out the few values around the wanted ranks (`select`) and to sum the
+//! floored ratios. A sample read first predicts both (`predict`), the main pass gathers what
 //! was predicted, and further passes run only for what the prediction missed.
 //!
 //! Results merge in chunk order, so the report is byte-identical for any thread count.
