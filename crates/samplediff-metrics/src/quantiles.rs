@@ -3,6 +3,8 @@
 
 use burn::tensor::Tensor;
 
+use std::sync::OnceLock;
+
 use crate::Result;
 use crate::device_ops::{indices, read_counts, read_floats};
 use crate::report::{Histogram, HistogramBin, Percentiles};
@@ -75,21 +77,25 @@ pub fn pow10(k: i32) -> f64 {
     format!("1e{k}").parse().expect("valid literal")
 }
 
-/// The k with 10^k <= x < 10^(k+1), for finite x > 0; 308 for +inf, the top decade (its upper
-/// edge, 10^309, is itself infinite as an f64): f64 inputs near the largest float with opposite
-/// signs differ by an error that overflows, and it is counted there.
+/// Decades of positive f64: 10^-324 (which rounds to 0) up to 10^309 (infinity).
+pub(crate) const MIN_K: i32 = -324;
+pub(crate) const MAX_K: i32 = 309;
+
+/// 10^k for k in MIN_K..=MAX_K, ascending ([`pow10`]'s numbers, computed once).
+fn powers() -> &'static [f64] {
+    static POWERS: OnceLock<Vec<f64>> = OnceLock::new();
+    POWERS.get_or_init(|| (MIN_K..=MAX_K).map(pow10).collect())
+}
+
+/// The k with 10^k <= x < 10^(k+1), for finite x > 0 (a search of the powers of ten: the
+/// fused kernel asks it for every error outside its decade edges); 308 for +inf, the top
+/// decade (its upper edge, 10^309, is itself infinite as an f64): f64 inputs near the largest
+/// float with opposite signs differ by an error that overflows, and it is counted there.
 pub fn decade(x: f64) -> i32 {
     if x == f64::INFINITY {
-        return 308;
+        return MAX_K - 1;
     }
-    let mut k = x.log10().floor() as i32;
-    while pow10(k) > x {
-        k -= 1;
-    }
-    while pow10(k + 1) <= x {
-        k += 1;
-    }
-    k
+    MIN_K + powers().partition_point(|&p| p <= x) as i32 - 1
 }
 
 /// The decade histogram of `n` errors: `zero` of them exactly 0, the rest between
@@ -131,6 +137,22 @@ mod tests {
         assert_eq!(decade(1e300), 300);
         assert_eq!(decade(f64::MIN_POSITIVE), -308);
         assert_eq!((decade(f64::MAX), decade(f64::INFINITY)), (308, 308));
+        assert_eq!(decade(f64::from_bits(1)), -324);
+    }
+
+    #[test]
+    fn decades_hold_their_value_at_and_around_every_power() {
+        let mut xs = vec![f64::from_bits(1), f64::MIN_POSITIVE, f64::MAX, 5.94, 1.09];
+        for k in MIN_K..MAX_K {
+            let p = pow10(k);
+            if p > 0.0 && p.is_finite() {
+                xs.extend([p, p.next_up(), p.next_down(), p * 3.0]);
+            }
+        }
+        for x in xs.into_iter().filter(|x| *x > 0.0 && x.is_finite()) {
+            let k = decade(x);
+            assert!(pow10(k) <= x && x < pow10(k + 1), "{x:e} in decade {k}");
+        }
     }
 
     #[test]
