@@ -27,10 +27,17 @@ impl Backend {
         }
     }
 
-    /// Where `compare` computes: the fused host kernel on the CPU, burn tensors elsewhere.
+    /// Where `compare` computes: the fused host kernel on the CPU; on wgpu the fused GPU
+    /// kernels (samplediff-gpu), with burn tensors on the same GPU for the pairs they leave
+    /// (4-D/5-D latents, other dtypes) or where they cannot open the GPU; burn tensors elsewhere.
     pub fn engine(self) -> Engine {
         match self {
             Backend::Cpu => Engine::host(),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => match samplediff_gpu::GpuMetrics::new() {
+                Ok(gpu) => samplediff_gpu::GpuEngine::new(gpu, Engine::Device(self.device())).engine(),
+                Err(_) => Engine::Device(self.device()),
+            },
             #[allow(unreachable_patterns)]
             other => Engine::Device(other.device()),
         }

@@ -6,6 +6,7 @@ use crate::error::{GpuError, Result};
 const MAIN: &str = include_str!("../../../shaders/fused_metrics.wgsl");
 const CLOSE_F64: &str = include_str!("../../../shaders/fused_metrics_f64.wgsl");
 const CLOSE_F32: &str = include_str!("../../../shaders/fused_metrics_f32.wgsl");
+const ORDER: &str = include_str!("../../../shaders/order_stats.wgsl");
 
 /// The fused main pass on one GPU. Creating it opens the device and compiles the kernel;
 /// keep it for every comparison.
@@ -17,6 +18,9 @@ pub struct GpuMetrics {
     pub(crate) queue: wgpu::Queue,
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
+    /// The order-statistics kernel (`shaders/order_stats.wgsl`).
+    pub(crate) order_pipeline: wgpu::ComputePipeline,
+    pub(crate) order_layout: wgpu::BindGroupLayout,
     /// Pairs at the tolerance boundary are decided in f64 (the device has SHADER_F64).
     pub(crate) exact_close: bool,
     /// Compute passes can be timed with timestamp queries.
@@ -125,8 +129,44 @@ impl GpuMetrics {
             compilation_options: Default::default(),
             cache: None,
         });
+        // SAFETY: as above; the order kernel reads words below each binding's `words`, and
+        // writes counts, gathered entries (below `cap`) and per-tile results within the
+        // buffers order.rs sizes for them.
+        let order_module = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some("order_stats"),
+                    source: wgpu::ShaderSource::Wgsl(ORDER.into()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
+        let order_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("order_stats"),
+            entries: &[
+                storage(0, true),
+                storage(1, true),
+                storage(2, false),
+                storage(3, false),
+                storage(4, false),
+                uniform(5),
+                storage(6, true),
+            ],
+        });
+        let order_pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("order_stats"),
+            layout: Some(&device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("order_stats"),
+                bind_group_layouts: &[Some(&order_layout)],
+                immediate_size: 0,
+            })),
+            module: &order_module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(e) = block_on(scope.pop()) {
-            return Err(GpuError::Device(format!("the fused kernel did not compile: {e}")));
+            return Err(GpuError::Device(format!("the fused kernels did not compile: {e}")));
         }
         let limits = device.limits();
         let empty = device.create_buffer(&wgpu::BufferDescriptor {
@@ -142,6 +182,8 @@ impl GpuMetrics {
             queue,
             pipeline,
             layout,
+            order_pipeline,
+            order_layout,
             exact_close,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),

@@ -12,6 +12,11 @@ pub enum GpuError {
     /// The inputs cannot be compared by this kernel (dtype, sizes, buffer usage).
     #[error("{0}")]
     Input(String),
+    /// This comparison is not one the GPU kernels make exactly (per-channel statistics, other
+    /// dtypes, more tied or special values than the gathering buffer holds): the caller
+    /// should compare on the CPU.
+    #[error("not on the GPU: {0}")]
+    Unsupported(String),
     /// The GPU refused the work (out of memory, validation) or lost the device.
     #[error("the GPU refused the work: {0}")]
     Gpu(String),

@@ -23,13 +23,17 @@
 //! f32 sums infinite where the CPU's f64 sums are not.
 
 mod block;
+mod compare;
 mod context;
 mod error;
+mod order;
 mod partials;
 mod pass;
 mod plan;
+mod select;
 mod timer;
 
+pub use compare::GpuEngine;
 pub use context::GpuMetrics;
 pub use error::{GpuError, Result};
 pub use partials::MainPass;

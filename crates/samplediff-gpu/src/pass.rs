@@ -131,7 +131,7 @@ impl GpuMetrics {
     }
 
     /// Write `bytes` at the start of `buffer` (a trailing part word is padded with zeros).
-    fn upload(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
         let whole = bytes.len() / 4 * 4;
         self.queue.write_buffer(buffer, 0, &bytes[..whole]);
         if whole < bytes.len() {
@@ -141,7 +141,7 @@ impl GpuMetrics {
         }
     }
 
-    fn wait(&self) -> Result<()> {
+    pub(crate) fn wait(&self) -> Result<()> {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Gpu(e.to_string()))
     }
 

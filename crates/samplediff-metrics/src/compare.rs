@@ -68,14 +68,14 @@ pub fn compare_tensors_in(
 
 /// How a comparison starts: either there is nothing to measure (shapes differ, no elements)
 /// and the report is complete, or the values are measured under `Tol`.
-pub(crate) enum Begin {
+pub enum Begin {
     Done(TensorReport),
     Measure(TensorReport, Tol),
 }
 
 /// The part of a report every path fills the same way: names, shapes, dtypes, tolerances.
 /// Layout errors (byte length vs shape) are errors.
-pub(crate) fn begin(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> Result<Begin> {
+pub fn begin(a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> Result<Begin> {
     validate(a)?;
     validate(b)?;
     let mut r = TensorReport::unmatched(pair_name(&a.name, &b.name), Status::Compared);

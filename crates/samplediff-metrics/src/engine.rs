@@ -1,4 +1,7 @@
-//! Where a comparison runs: the fused host kernel, or burn tensors on a device.
+//! Where a comparison runs: the fused host kernel, burn tensors on a device, or a kernel
+//! from another crate (samplediff-gpu's fused GPU kernel, which depends on this one).
+
+use std::sync::Arc;
 
 use burn::tensor::Device;
 use samplediff_formats::RawTensor;
@@ -16,6 +19,13 @@ pub enum Engine {
     Host(Host),
     /// burn tensor ops on any burn device (GPUs, or the CPU backend as the reference).
     Device(Device),
+    /// A comparison implemented elsewhere.
+    Custom(Arc<dyn Comparer>),
+}
+
+/// One pair compared (B the reference) into the report every engine gives.
+pub trait Comparer: Send + Sync + std::fmt::Debug {
+    fn compare(&self, a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> Result<TensorReport>;
 }
 
 impl Engine {
@@ -29,6 +39,7 @@ impl Engine {
         match self {
             Engine::Host(host) => compare_tensors_host(a, b, opts, host),
             Engine::Device(device) => compare_tensors(a, b, device, opts),
+            Engine::Custom(c) => c.compare(a, b, opts),
         }
     }
 }

@@ -33,15 +33,17 @@ mod slices;
 pub mod tolerance;
 pub mod ulp;
 
+#[doc(hidden)]
+pub use compare::{Begin, begin};
 pub use compare::{compare_tensors, compare_tensors_in, pair_name, unravel};
-pub use engine::Engine;
+pub use engine::{Comparer, Engine};
 pub use error::{MetricsError, Result};
 pub use fused::{Host, compare_tensors_host};
 /// The main pass's sufficient statistics and their report fields ([`Moments::fill`]), for
 /// samplediff-gpu, which folds its GPU partials into them: one definition of every metric.
 /// Not a stable API.
 #[doc(hidden)]
-pub use moments::{Counts, Floored, Moments};
+pub use moments::{Counts, Floored, Moments, Tol};
 pub use options::{CompareOptions, DEFAULT_REL_FLOOR_FRACTION};
 pub use pairing::{assemble, compare_files, match_tensors, parse_pair};
 pub use report::{CompareReport, Status, TensorReport, Verdict};

@@ -14,7 +14,7 @@ use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Tol {
+pub struct Tol {
     pub rtol: f64,
     pub atol: f64,
 }
