@@ -1,4 +1,4 @@
-//! The fused main pass of `compare` on the GPU (issue 8, item 2): one WGSL kernel
+//! `compare` on the GPU (issue 8, item 2). The fused main pass: one WGSL kernel
 //! (`shaders/fused_metrics.wgsl`) run through wgpu reads both tensors once and gives every
 //! count, extreme and sum of samplediff-metrics' `Moments` — NaN/Inf accounting, the
 //! torch.isclose count, max/mean |a-b|, RMSE, relative errors, RMS of each side, cosine,
@@ -17,10 +17,17 @@
 //! an H100 the pass reads 2 x 4 GiB in 3.46 ms, 82% of the card's copy bandwidth
 //! (docs/performance.md).
 //!
-//! Not here: order statistics (percentiles, histogram, worst elements), per-channel
-//! statistics, ULP distances and the floored relative error stay with the CPU kernel. A GPU
-//! driver may flush denormal inputs to zero, and |a-b| beyond f32's range (3.4e38) makes the
-//! f32 sums infinite where the CPU's f64 sums are not.
+//! [`GpuMetrics::compare`] adds the rest of `compare`'s report: the order-statistics kernel
+//! (`shaders/order_stats.wgsl`, run by `order.rs`) counts f32 error keys and ULP distances by
+//! their bits in three radix passes, and the host (`select.rs`) settles each wanted rank
+//! exactly, reading in f64 the few pairs the counts leave ambiguous (equal keys with inexact
+//! f32 differences, inputs below 2^-100 a GPU may flush). Percentiles, the decade histogram,
+//! the worst elements and the ULP statistics then equal the CPU kernel's; the floored relative
+//! error comes from per-tile partials like the sums. Per-channel statistics (4-D/5-D tensors)
+//! and mixed dtypes are left to another engine ([`GpuError::Unsupported`]; [`GpuEngine`] hands them to
+//! a fallback engine). A GPU driver may flush denormal inputs to zero in the main pass's sums,
+//! and |a-b| beyond f32's range (3.4e38) makes the f32 sums infinite where the CPU's f64 sums
+//! are not.
 
 mod block;
 mod compare;
