@@ -109,9 +109,9 @@ fn demo_finds_the_missing_wan21_denormalisation() {
     }
 }
 
-/// `--backend wgpu` runs the fused GPU kernels (lavapipe in CI): on 1-D/2-D pairs the report
-/// equals the CPU kernel's in every count, extreme and order statistic; 4-D/5-D latents and
-/// mixed dtypes go to burn on the same GPU and still give a full report.
+/// `--backend wgpu` runs the fused GPU kernels (lavapipe in CI): the report equals the CPU
+/// kernel's in every count, extreme and order statistic, latents' channels and frames
+/// included; mixed dtypes go to burn on the same GPU and still give a full report.
 #[test]
 fn the_gpu_backend_reports_what_the_cpu_does() {
     let json = |a: &str, b: &str, backend: &str| -> serde_json::Value {
@@ -122,6 +122,8 @@ fn the_gpu_backend_reports_what_the_cpu_does() {
     for (a, b) in [
         ("bf16_2d_a.safetensors", "bf16_2d_b.safetensors"),
         ("f32_npy_1d_a.npy", "f32_npy_1d_b.npy"),
+        ("f32_nonfinite_a.safetensors", "f32_nonfinite_b.safetensors"),
+        ("f16_5d_a.safetensors", "f16_5d_b.safetensors"),
     ] {
         let (cpu, gpu) = (json(a, b, "cpu"), json(a, b, "wgpu"));
         assert_eq!(cpu["verdict"], gpu["verdict"], "{a}");
@@ -141,13 +143,17 @@ fn the_gpu_backend_reports_what_the_cpu_does() {
             ] {
                 assert_eq!(tc[field], tg[field], "{a}: {field}");
             }
+            for slices in ["per_channel", "per_frame"] {
+                let (sc, sg) = (tc[slices].as_array().unwrap(), tg[slices].as_array().unwrap());
+                assert_eq!(sc.len(), sg.len(), "{a}: {slices}");
+                for (x, y) in sc.iter().zip(sg) {
+                    assert_eq!((&x["mismatched"], &x["max_abs"]), (&y["mismatched"], &y["max_abs"]), "{a}: {slices}");
+                }
+            }
         }
     }
-    for (a, b) in [
-        ("f32_nonfinite_a.safetensors", "f32_nonfinite_b.safetensors"),
-        ("f16_5d_a.safetensors", "f16_5d_b.safetensors"),
-        ("mixed_f16_f32_a.safetensors", "mixed_f16_f32_b.safetensors"),
-    ] {
+    {
+        let (a, b) = ("mixed_f16_f32_a.safetensors", "mixed_f16_f32_b.safetensors");
         let (cpu, gpu) = (json(a, b, "cpu"), json(a, b, "wgpu"));
         let (tc, tg) = (&cpu["tensors"][0], &gpu["tensors"][0]);
         assert_eq!((&tc["finite_pairs"], &tc["mismatched"]), (&tg["finite_pairs"], &tg["mismatched"]), "{a}");

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use samplediff_formats::RawTensor;
-use samplediff_metrics::{Begin, CompareOptions, Comparer, Engine, MetricsError, TensorReport, begin, hints};
+use samplediff_metrics::{Begin, CompareOptions, Comparer, Engine, MetricsError, Moments, TensorReport, begin, hints};
 
 use crate::context::GpuMetrics;
 use crate::error::{GpuError, Result};
@@ -18,12 +18,42 @@ use crate::select::settle;
 /// Bytes of each side uploaded per submission: bounds wgpu's staging memory.
 const PIECE_BYTES: usize = 256 << 20;
 
+/// At most this many runs (one channel of one frame) get a main pass each; more, and the
+/// tensor is no latent (a convolution's weights: runs of nine) and goes elsewhere.
+const MAX_RUNS: usize = 4096;
+
+/// How a 4-D/5-D tensor is cut for its per-channel (axis 1) and per-frame (axis 2 of 5-D)
+/// statistics, as the CPU kernel cuts it: runs of `run` elements, each in one channel and
+/// one frame; run r is in channel (r / frames) % channels and frame r % frames.
+#[derive(Clone, Copy, Debug)]
+struct Slicing {
+    run: usize,
+    runs: usize,
+    channels: usize,
+    frames: Option<usize>,
+}
+
+impl Slicing {
+    fn of(shape: &[usize]) -> Option<Self> {
+        let inner = |from: usize| shape[from..].iter().product::<usize>();
+        let numel = inner(0);
+        let (run, frames) = match shape.len() {
+            4 => (inner(2), None),
+            5 => (inner(3), Some(shape[2])),
+            _ => return None,
+        };
+        (run > 0).then(|| Self { run, runs: numel / run, channels: shape[1], frames })
+    }
+}
+
 impl GpuMetrics {
     /// Compare `a` against the reference `b` on the GPU, with the report of
-    /// `samplediff_metrics::compare_tensors_host`. [`GpuError::Unsupported`] for what only the
-    /// CPU does exactly: 4-D/5-D tensors (per-channel and per-frame statistics), dtypes other
+    /// `samplediff_metrics::compare_tensors_host`. 4-D/5-D tensors (latents) get their
+    /// per-channel and per-frame statistics from a main pass over each run of one channel and
+    /// one frame. [`GpuError::Unsupported`] for what only the CPU does exactly: dtypes other
     /// than F32/F16/BF16 or differing between the sides, a GPU without f64 meeting pairs at the
-    /// tolerance boundary, or more tiny or tied values than the host is sent.
+    /// tolerance boundary, more tiny or tied values than the host is sent, or 4-D/5-D tensors
+    /// of more than 4096 runs (not latents: a convolution's weights have runs of nine).
     pub fn compare(&self, a: &RawTensor, b: &RawTensor, opts: &CompareOptions) -> Result<TensorReport> {
         // (Layout errors first: the upload reads the bytes the shapes promise.)
         if let Begin::Done(r) = begin(a, b, opts).map_err(|e| GpuError::Input(e.0))? {
@@ -71,6 +101,9 @@ impl GpuMetrics {
             (global.max_ad, global.min_nonzero_ad, global.floored) = (s.max_ad, s.min_nonzero_ad, s.floored);
         }
         global.fill(&mut r, floor);
+        if let Some(slicing) = Slicing::of(&a.shape) {
+            self.slices(a, b, Tolerance { rtol: tol.rtol, atol: tol.atol }, slicing, &mut r)?;
+        }
         if let Some(s) = settled {
             r.percentiles_abs = Some(s.percentiles);
             r.histogram = Some(s.histogram);
@@ -79,6 +112,29 @@ impl GpuMetrics {
         }
         r.hints = hints::hints(&r);
         Ok(r)
+    }
+
+    /// Per-channel (and for 5-D, per-frame) statistics: the main pass over each run of one
+    /// channel and one frame, merged in order.
+    fn slices(&self, a: &RawTensor, b: &RawTensor, tol: Tolerance, s: Slicing, r: &mut TensorReport) -> Result<()> {
+        let size = a.dtype.size();
+        let mut channels = vec![Moments::default(); s.channels];
+        let mut frames = vec![Moments::default(); s.frames.unwrap_or(0)];
+        for run in 0..s.runs {
+            let bytes = run * s.run * size..(run + 1) * s.run * size;
+            let m = self.main_pass(&a.data[bytes.clone()], &b.data[bytes], a.dtype, tol)?.moments;
+            let frames_n = s.frames.unwrap_or(1);
+            channels[(run / frames_n) % s.channels].merge(&m);
+            if let Some(f) = frames.get_mut(run % frames_n) {
+                f.merge(&m);
+            }
+        }
+        let numel = a.numel() as u64;
+        r.per_channel = channels.iter().enumerate().map(|(i, m)| m.channel(i, numel / s.channels as u64)).collect();
+        if !frames.is_empty() {
+            r.per_frame = frames.iter().enumerate().map(|(i, m)| m.frame(i, numel / frames.len() as u64)).collect();
+        }
+        Ok(())
     }
 
     /// The element type of a pair the GPU compares (`None`: nothing to measure, the shapes
@@ -91,8 +147,10 @@ impl GpuMetrics {
             return Err(GpuError::Unsupported(format!("dtypes differ ({} vs {})", a.dtype.name(), b.dtype.name())));
         }
         let elem = Elem::of(a.dtype).map_err(|e| GpuError::Unsupported(e.to_string()))?;
-        if matches!(a.shape.len(), 4 | 5) {
-            return Err(GpuError::Unsupported("per-channel statistics of a 4-D/5-D tensor".into()));
+        if let Some(s) = Slicing::of(&a.shape)
+            && s.runs > MAX_RUNS
+        {
+            return Err(GpuError::Unsupported(format!("per-channel statistics over {} runs", s.runs)));
         }
         Ok(Some(elem))
     }

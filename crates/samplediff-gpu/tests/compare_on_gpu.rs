@@ -177,6 +177,35 @@ fn tiny_inputs_are_settled_on_the_host() {
     same_report(DType::BF16, &a, &b, &opts(), "tiny");
 }
 
+/// Latents: per-channel and per-frame statistics from one main pass a run, as the CPU
+/// kernel's (counts and maxima exactly, sums to 1e-5).
+#[test]
+fn latents_have_their_channels_and_frames() {
+    for (shape, dtype) in [(vec![2, 4, 16, 9], DType::F32), (vec![1, 3, 5, 7, 11], DType::F16)] {
+        let n = shape.iter().product();
+        let (a, b) = noisy(n, 31);
+        let (ta, tb) = (tensor(dtype, shape.clone(), &a), tensor(dtype, shape.clone(), &b));
+        let cpu = compare_tensors_host(&ta, &tb, &opts(), &Host { threads: 2, progress: None }).unwrap();
+        let g = gpu().compare(&ta, &tb, &opts()).unwrap();
+        assert_eq!((g.per_channel.len(), g.per_frame.len()), (cpu.per_channel.len(), cpu.per_frame.len()));
+        assert!(!g.per_channel.is_empty());
+        for (x, y) in g.per_channel.iter().zip(&cpu.per_channel) {
+            assert_eq!((x.channel, x.numel, x.mismatched, x.max_abs), (y.channel, y.numel, y.mismatched, y.max_abs));
+            for (name, p, q) in
+                [("mean_abs", x.mean_abs, y.mean_abs), ("rmse", x.rmse, y.rmse), ("std_b", x.std_b, y.std_b)]
+            {
+                near(&format!("{shape:?} channel {}: {name}", x.channel), Some(p), Some(q), 1e-5);
+            }
+            near(&format!("{shape:?} scale"), x.scale, y.scale, 1e-4);
+        }
+        for (x, y) in g.per_frame.iter().zip(&cpu.per_frame) {
+            assert_eq!((x.frame, x.numel, x.mismatched, x.max_abs), (y.frame, y.numel, y.mismatched, y.max_abs));
+            near(&format!("{shape:?} frame {}", x.frame), Some(x.rmse), Some(y.rmse), 1e-5);
+        }
+        assert_eq!((&g.percentiles_abs, &g.worst), (&cpu.percentiles_abs, &cpu.worst), "{shape:?}");
+    }
+}
+
 #[test]
 fn every_top_k_and_a_given_floor() {
     let (a, b) = noisy(20_000, 77);
@@ -190,9 +219,10 @@ fn every_top_k_and_a_given_floor() {
 
 #[test]
 fn what_the_gpu_leaves_to_the_cpu_is_said() {
+    let (a, b) = noisy(3 * 3 * 3 * 5000, 1);
+    let conv = (tensor(DType::F32, vec![5000, 3, 3, 3], &a), tensor(DType::F32, vec![5000, 3, 3, 3], &b));
+    assert!(matches!(gpu().compare(&conv.0, &conv.1, &opts()), Err(GpuError::Unsupported(_))));
     let (a, b) = noisy(64, 1);
-    let four_d = (tensor(DType::F32, vec![1, 4, 4, 4], &a), tensor(DType::F32, vec![1, 4, 4, 4], &b));
-    assert!(matches!(gpu().compare(&four_d.0, &four_d.1, &opts()), Err(GpuError::Unsupported(_))));
     let mixed = (tensor(DType::F32, vec![64], &a), tensor(DType::F16, vec![64], &b));
     assert!(matches!(gpu().compare(&mixed.0, &mixed.1, &opts()), Err(GpuError::Unsupported(_))));
     // All non-finite: a report with counts and no value metrics.

@@ -46,6 +46,11 @@ pub struct Args {
     /// Keep the generated files (their paths are printed), e.g. to profile `compare` on them.
     #[arg(long)]
     pub keep: bool,
+    /// Also time `compare --backend wgpu`: the fused GPU kernels, the inputs uploaded each run
+    /// (the GPU is opened once, before the timing).
+    #[cfg(feature = "wgpu")]
+    #[arg(long)]
+    pub gpu: bool,
 }
 
 /// One contender's best time.
@@ -116,15 +121,24 @@ fn measure(args: &Args, files: &[PathBuf]) -> anyhow::Result<Bench> {
     if let Ok(t) = best(&mut || cat(files)) {
         timings.push(("cat a b > /dev/null".into(), t, "external process".into()));
     }
-    let engine = Engine::Host(Host { threads, progress: None });
-    let mut json_len = 0;
-    let compare = best(&mut || {
-        let (a, b) = (super::compare::load(paths[0])?, super::compare::load(paths[1])?);
-        let report = compare_files(&a, &b, &[], &engine, &CompareOptions::default()).map_err(|e| anyhow!(e))?;
-        json_len = report.to_json().len();
-        Ok(())
-    })?;
+    // (best time, bytes of the JSON report)
+    let compare_with = |engine: &Engine| -> anyhow::Result<(f64, usize)> {
+        let mut json_len = 0;
+        let t = best(&mut || {
+            let (a, b) = (super::compare::load(paths[0])?, super::compare::load(paths[1])?);
+            let report = compare_files(&a, &b, &[], engine, &CompareOptions::default()).map_err(|e| anyhow!(e))?;
+            json_len = report.to_json().len();
+            Ok(())
+        })?;
+        Ok((t, json_len))
+    };
+    let (compare, json_len) = compare_with(&Engine::Host(Host { threads, progress: None }))?;
     timings.push(("samplediff compare".into(), compare, format!("load + every metric + JSON ({json_len} bytes)")));
+    #[cfg(feature = "wgpu")]
+    if args.gpu {
+        let (gpu, _) = compare_with(&crate::backend::Backend::Wgpu.engine())?;
+        timings.push(("compare --backend wgpu".into(), gpu, "load + upload + GPU passes + JSON".into()));
+    }
     if !args.python.is_empty() {
         // The checkout's script: from the working directory (a binary carried to another
         // machine), else where this binary was built.
