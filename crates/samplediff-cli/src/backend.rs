@@ -29,7 +29,7 @@ impl Backend {
 
     /// Where `compare` computes: the fused host kernel on the CPU; on wgpu the fused GPU
     /// kernels (samplediff-gpu), with burn tensors on the same GPU for the pairs they leave
-    /// (4-D/5-D latents, other dtypes) or where they cannot open the GPU; burn tensors elsewhere.
+    /// (mixed or other dtypes) or where they cannot open the GPU; burn tensors elsewhere.
     pub fn engine(self) -> Engine {
         match self {
             Backend::Cpu => Engine::host(),

@@ -23,9 +23,9 @@
 //! exactly, reading in f64 the few pairs the counts leave ambiguous (equal keys with inexact
 //! f32 differences, inputs below 2^-100 a GPU may flush). Percentiles, the decade histogram,
 //! the worst elements and the ULP statistics then equal the CPU kernel's; the floored relative
-//! error comes from per-tile partials like the sums. Per-channel statistics (4-D/5-D tensors)
-//! and mixed dtypes are left to another engine ([`GpuError::Unsupported`]; [`GpuEngine`] hands them to
-//! a fallback engine). A GPU driver may flush denormal inputs to zero in the main pass's sums,
+//! error comes from per-tile partials like the sums, latents' per-channel and per-frame
+//! statistics from a main pass over each run. Mixed dtypes are left to another engine
+//! ([`GpuError::Unsupported`]; [`GpuEngine`] hands them to a fallback engine). A GPU driver may flush denormal inputs to zero in the main pass's sums,
 //! and |a-b| beyond f32's range (3.4e38) makes the f32 sums infinite where the CPU's f64 sums
 //! are not.
 
