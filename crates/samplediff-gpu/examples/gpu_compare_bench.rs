@@ -55,11 +55,15 @@ fn main() {
     let (upload, buffers) = best(1, || gpu.upload_pair(&ta, &tb).expect("upload"));
     let segments: Vec<Resident> = buffers.iter().map(|(x, y, m)| Resident { a: x, b: y, numel: *m }).collect();
     let (resident, g) = best(3, || gpu.compare_resident(&ta, &tb, &segments, &opts).expect("GPU compare"));
+    let phases = gpu.last_phases();
     let threads = samplediff_metrics::fused::available_threads();
     let (cpu_t, c) = best(2, || compare_tensors_host(&ta, &tb, &opts, &Host { threads, progress: None }).unwrap());
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("upload (host -> GPU, both):   {:9.2} ms", ms(upload));
     println!("GPU compare, resident inputs: {:9.2} ms", ms(resident));
+    for (what, t) in phases {
+        println!("  of which {what:<24} {:9.2} ms", ms(t));
+    }
     println!("CPU compare, {threads} threads:     {:9.2} ms", ms(cpu_t));
     assert_eq!((g.finite_pairs, g.mismatched, g.max_abs), (c.finite_pairs, c.mismatched, c.max_abs));
     assert_eq!((&g.percentiles_abs, &g.histogram, &g.worst), (&c.percentiles_abs, &c.histogram, &c.worst));

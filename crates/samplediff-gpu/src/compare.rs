@@ -62,7 +62,9 @@ impl GpuMetrics {
         if Self::supported(a, b)?.is_none() {
             return self.compare_resident(a, b, &[], opts);
         }
+        let started = std::time::Instant::now();
         let buffers = self.upload_pair(a, b)?;
+        self.phase("upload", started);
         let segments: Vec<Resident> =
             buffers.iter().map(|(ga, gb, numel)| Resident { a: ga, b: gb, numel: *numel }).collect();
         self.compare_resident(a, b, &segments, opts)
@@ -83,17 +85,25 @@ impl GpuMetrics {
             Begin::Measure(r, tol) => (r, tol),
         };
         let elem = Self::supported(a, b)?.expect("a tensor pair with elements");
+        if let Ok(mut p) = self.phases.lock() {
+            p.retain(|(what, _)| *what == "upload");
+        }
+        let started = std::time::Instant::now();
         let (main, _) =
             self.main_pass_segments(segments, a.dtype, Tolerance { rtol: tol.rtol, atol: tol.atol }, false)?;
         if main.close_undecided > 0 {
             return Err(GpuError::Unsupported("pairs at the tolerance boundary on a GPU without f64".into()));
         }
+        self.phase("main pass", started);
         let mut global = main.moments;
         let n = global.c.finite;
         let floor = opts.rel_floor.unwrap_or_else(|| if n > 0 { global.default_floor() } else { 0.0 });
         let settled = if n > 0 {
             let run = crate::order::OrderRun::new(self, segments.to_vec(), elem)?;
-            Some(settle(&run, a, b, &global, floor, opts.top_k)?)
+            let started = std::time::Instant::now();
+            let s = settle(&run, a, b, &global, floor, opts.top_k)?;
+            self.phase("order statistics in all", started);
+            Some(s)
         } else {
             None
         };
@@ -102,7 +112,9 @@ impl GpuMetrics {
         }
         global.fill(&mut r, floor);
         if let Some(slicing) = Slicing::of(&a.shape) {
+            let started = std::time::Instant::now();
             self.slices(a, b, Tolerance { rtol: tol.rtol, atol: tol.atol }, slicing, &mut r)?;
+            self.phase("per-run passes", started);
         }
         if let Some(s) = settled {
             r.percentiles_abs = Some(s.percentiles);

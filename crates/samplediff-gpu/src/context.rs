@@ -30,6 +30,8 @@ pub struct GpuMetrics {
     pub(crate) max_groups: u32,
     /// Bound where a vec4 view of a range would be empty (the range has no whole tile).
     pub(crate) empty: wgpu::Buffer,
+    /// Wall time of each step of the last [`GpuMetrics::compare`] (for benchmarks).
+    pub(crate) phases: std::sync::Mutex<Vec<(&'static str, std::time::Duration)>>,
 }
 
 impl GpuMetrics {
@@ -189,6 +191,7 @@ impl GpuMetrics {
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             max_groups: limits.max_compute_workgroups_per_dimension,
             empty,
+            phases: Default::default(),
         })
     }
 
@@ -217,6 +220,19 @@ impl GpuMetrics {
     /// [`MainPass::close_undecided`](crate::MainPass::close_undecided)).
     pub fn exact_close(&self) -> bool {
         self.exact_close
+    }
+
+    /// Wall time of each step of the last comparison on this GPU (main pass, order passes,
+    /// per-run passes, the host settling ranks), for benchmarks.
+    pub fn last_phases(&self) -> Vec<(&'static str, std::time::Duration)> {
+        self.phases.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Record that step `what` took from `since` to now.
+    pub(crate) fn phase(&self, what: &'static str, since: std::time::Instant) {
+        if let Ok(mut p) = self.phases.lock() {
+            p.push((what, since.elapsed()));
+        }
     }
 
     /// Whether [`GpuMetrics::main_pass_resident_timed`] can report GPU time.

@@ -159,6 +159,7 @@ impl<'g> OrderRun<'g> {
 
     /// Run one pass over the whole pair (`edges`, `floor`: level 1's) and read its results.
     pub fn run(&self, pass: &Pass, edges: &[u32], floor: f32) -> Result<Counts> {
+        let started = std::time::Instant::now();
         let g = self.g;
         let oom = g.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = g.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -305,6 +306,14 @@ impl<'g> OrderRun<'g> {
                 "more than {GATHER_CAP} pairs for the host to settle (tiny values or ties)"
             )));
         }
+        g.phase(
+            match pass {
+                Pass::Level1 => "order level 1",
+                Pass::Refine { .. } => "order refine",
+                Pass::Gather(_) => "order gather",
+            },
+            started,
+        );
         Ok(Counts { words, gathered, floored })
     }
 }
