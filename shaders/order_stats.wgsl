@@ -109,6 +109,15 @@ var<workgroup> red_a: array<f32, 256>;
 var<workgroup> red_b: array<f32, 256>;
 var<workgroup> sh_fl_n: atomic<u32>;
 
+// Each invocation counts runs of one bin privately and adds a run to the shared (or, when
+// refining, the global) count when the bin changes: most values of a tensor fall in a few
+// bins (every ULP distance below 2^22 in bin 0), and 256 invocations adding to one word one
+// at a time would serialise the pass.
+var<private> run_e: vec2<u32> = vec2<u32>(0u, 0u); // (bin, count)
+var<private> run_u: vec2<u32> = vec2<u32>(0u, 0u);
+var<private> run_between: vec2<u32> = vec2<u32>(0u, 0u);
+var<private> zeros: u32;
+
 var<private> fl_sum: f32;
 var<private> fl_max: f32 = -1.0;
 var<private> fl_a: f32;
@@ -234,6 +243,42 @@ fn exact_diff(xb: u32, yb: u32) -> bool {
     return top - low < 24u && top + e2 < 278u;
 }
 
+// Add one to `bin` through the run `r`; returns the run to flush (count 0: none).
+fn run_add(r: ptr<private, vec2<u32>>, bin: u32) -> vec2<u32> {
+    let old = *r;
+    if old.y > 0u && old.x == bin {
+        (*r).y += 1u;
+        return vec2<u32>(0u, 0u);
+    }
+    *r = vec2<u32>(bin, 1u);
+    return old;
+}
+
+fn flush_e(f: vec2<u32>) {
+    if f.y > 0u {
+        atomicAdd(&sh_e[f.x], f.y);
+    }
+}
+
+fn flush_u(f: vec2<u32>) {
+    if f.y > 0u {
+        atomicAdd(&sh_u[f.x], f.y);
+    }
+}
+
+fn flush_between(f: vec2<u32>) {
+    if f.y > 0u {
+        atomicAdd(&sh_between[f.x], f.y);
+    }
+}
+
+// Refine runs: the bin is a word of `counts`.
+fn flush_global(f: vec2<u32>) {
+    if f.y > 0u {
+        atomicAdd(&counts[f.x], f.y);
+    }
+}
+
 fn append(word: u32, half: u32, tag: u32) {
     let i = atomicAdd(&counts[C_GATHERED], 1u);
     if i < params.cap {
@@ -248,7 +293,7 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     let y = bitcast<f32>(yb);
     if params.ulp != 0u {
         let u = ulp_distance(xo, yo);
-        atomicAdd(&sh_u[u >> 22u], 1u);
+        flush_u(run_add(&run_u, u >> 22u));
         ulp_max = max(ulp_max, u);
     }
     // The floored relative error: every finite pair with max(|b|, floor) > 0.
@@ -269,10 +314,8 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
         return;
     }
     let k = bitcast<u32>(abs(x - y));
-    atomicAdd(&sh_e[k >> 21u], 1u);
-    if k == 0u {
-        atomicAdd(&sh_zero, 1u);
-    }
+    flush_e(run_add(&run_e, k >> 21u));
+    zeros += select(0u, 1u, k == 0u);
     // Edges below the key (a binary search of the ascending edges).
     var lo = 0u;
     var hi = params.n_edges;
@@ -291,7 +334,7 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
             append(word, half, TAG_EDGE);
         }
     } else {
-        atomicAdd(&sh_between[lo], 1u);
+        flush_between(run_add(&run_between, lo));
     }
 }
 
@@ -302,7 +345,7 @@ fn refine(xb: u32, yb: u32, xo: u32, yo: u32) {
         let bin = (u >> params.shift_lo_u) & ((1u << (params.shift_hi_u - params.shift_lo_u)) - 1u);
         for (var t = 0u; t < params.n_targets_u; t++) {
             if p == keys[K_TARGET_U + t] {
-                atomicAdd(&counts[C_REFINE + (MAX_TARGETS + t) * REFINE_BINS + bin], 1u);
+                flush_global(run_add(&run_u, C_REFINE + (MAX_TARGETS + t) * REFINE_BINS + bin));
             }
         }
     }
@@ -314,7 +357,7 @@ fn refine(xb: u32, yb: u32, xo: u32, yo: u32) {
     let bin = (k >> params.shift_lo_e) & ((1u << (params.shift_hi_e - params.shift_lo_e)) - 1u);
     for (var t = 0u; t < params.n_targets_e; t++) {
         if p == keys[K_TARGET_E + t] {
-            atomicAdd(&counts[C_REFINE + t * REFINE_BINS + bin], 1u);
+            flush_global(run_add(&run_e, C_REFINE + t * REFINE_BINS + bin));
         }
     }
 }
@@ -412,8 +455,14 @@ fn main(
         }
     }
     if !level {
+        flush_global(run_e);
+        flush_global(run_u);
         return;
     }
+    flush_e(run_e);
+    flush_u(run_u);
+    flush_between(run_between);
+    atomicAdd(&sh_zero, zeros);
 
     atomicMax(&sh_ulp_max, ulp_max);
     atomicAdd(&sh_fl_n, fl_n);
