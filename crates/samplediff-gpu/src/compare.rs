@@ -182,28 +182,12 @@ impl GpuMetrics {
         while start < numel {
             let n = per_segment.min(numel - start);
             let bytes = (n * size).next_multiple_of(4);
-            let buffer = |label| {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            };
-            let (ga, gb) = (buffer("compare a"), buffer("compare b"));
+            let (ga, gb) = (self.input_buffer("compare a", bytes), self.input_buffer("compare b", bytes));
             for (g, t) in [(&ga, a), (&gb, b)] {
                 let range = (start * size) as usize..((start + n) * size) as usize;
-                let data = &t.data[range];
-                for (i, piece) in data.chunks(PIECE_BYTES).enumerate() {
-                    // `upload` writes at the buffer's start: offset by hand for later pieces.
-                    let at = (i * PIECE_BYTES) as u64;
-                    let whole = piece.len() / 4 * 4;
-                    self.queue.write_buffer(g, at, &piece[..whole]);
-                    if whole < piece.len() {
-                        let mut last = [0u8; 4];
-                        last[..piece.len() - whole].copy_from_slice(&piece[whole..]);
-                        self.queue.write_buffer(g, at + whole as u64, &last);
-                    }
+                for (i, piece) in t.data[range].chunks(PIECE_BYTES).enumerate() {
+                    self.upload(g, (i * PIECE_BYTES) as u64, piece);
+                    // One piece in flight: wgpu's staging copies stay bounded.
                     self.queue.submit([]);
                     self.wait()?;
                 }

@@ -57,21 +57,13 @@ impl GpuMetrics {
         }
         let piece = (PIECE_BYTES / 4 / crate::TILE_WORDS).max(1) * elem.tile_elems();
         let bytes = (piece.min(numel) * elem.size()).next_multiple_of(4);
-        let buffer = |label| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        let (ga, gb) = (buffer("main_pass a"), buffer("main_pass b"));
+        let (ga, gb) = (self.input_buffer("main_pass a", bytes), self.input_buffer("main_pass b", bytes));
         let mut start = 0;
         while start < numel {
             let n = piece.min(numel - start);
             let range = start as usize * size..(start + n) as usize * size;
-            self.upload(&ga, &a[range.clone()]);
-            self.upload(&gb, &b[range]);
+            self.upload(&ga, 0, &a[range.clone()]);
+            self.upload(&gb, 0, &b[range]);
             let mut encoder = self.device.create_command_encoder(&Default::default());
             run.record(&mut encoder, &[Resident { a: &ga, b: &gb, numel: n }], start / elem.tile_elems(), None)?;
             self.queue.submit([encoder.finish()]);
@@ -130,14 +122,25 @@ impl GpuMetrics {
         run.finish(timer)
     }
 
-    /// Write `bytes` at the start of `buffer` (a trailing part word is padded with zeros).
-    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
+    /// A buffer of `size` bytes the kernels read inputs from.
+    pub(crate) fn input_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Write `bytes` at byte `at` (a multiple of 4) of `buffer` (a trailing part word is padded
+    /// with zeros).
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, at: u64, bytes: &[u8]) {
         let whole = bytes.len() / 4 * 4;
-        self.queue.write_buffer(buffer, 0, &bytes[..whole]);
+        self.queue.write_buffer(buffer, at, &bytes[..whole]);
         if whole < bytes.len() {
             let mut last = [0u8; 4];
             last[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-            self.queue.write_buffer(buffer, whole as u64, &last);
+            self.queue.write_buffer(buffer, at + whole as u64, &last);
         }
     }
 

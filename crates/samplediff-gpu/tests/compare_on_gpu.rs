@@ -7,51 +7,15 @@
 //! power of ten exactly and within f32 rounding of one, tiny inputs the GPU might flush, and
 //! NaN/Inf pairs. Needs a wgpu adapter; lavapipe will do.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::{Rng, encode, gpu, near};
 use samplediff_formats::{DType, RawTensor};
-use samplediff_gpu::{GpuError, GpuMetrics};
+use samplediff_gpu::GpuError;
 use samplediff_metrics::{CompareOptions, Host, TensorReport, compare_tensors_host};
-
-fn gpu() -> &'static GpuMetrics {
-    static GPU: OnceLock<GpuMetrics> = OnceLock::new();
-    GPU.get_or_init(|| GpuMetrics::new().expect("a wgpu adapter (lavapipe will do)"))
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
-
-fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
-    match dtype {
-        DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
-        DType::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
-        other => panic!("{other:?}"),
-    }
-}
 
 fn tensor(dtype: DType, shape: Vec<usize>, v: &[f32]) -> RawTensor {
     RawTensor::from_vec("x", dtype, shape, encode(dtype, v))
-}
-
-fn near(what: &str, gpu: Option<f64>, cpu: Option<f64>, rel: f64) {
-    match (gpu, cpu) {
-        (Some(g), Some(c)) => assert!((g - c).abs() <= rel * c.abs(), "{what}: gpu {g} vs cpu {c}"),
-        (g, c) => assert_eq!(g.is_some(), c.is_some(), "{what}: gpu {g:?} vs cpu {c:?}"),
-    }
 }
 
 /// The GPU's report of `a` against `b` equals the CPU kernel's.

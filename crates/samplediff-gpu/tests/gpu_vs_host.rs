@@ -4,36 +4,14 @@
 //! Needs a Vulkan/Metal/DX12 adapter; lavapipe will do (`apt-get install mesa-vulkan-drivers
 //! libvulkan1`, `XDG_RUNTIME_DIR` set, as tests/run.sh does).
 
-use std::sync::OnceLock;
+mod common;
 
+use common::{Rng, encode, gpu, near};
 use samplediff_formats::{DType, RawTensor};
 use samplediff_gpu::{GpuMetrics, MainPass, TILE_WORDS, Tolerance};
 use samplediff_metrics::{CompareOptions, Host, Moments, Status, TensorReport, compare_tensors_host};
 
-fn gpu() -> &'static GpuMetrics {
-    static GPU: OnceLock<GpuMetrics> = OnceLock::new();
-    GPU.get_or_init(|| GpuMetrics::new().expect("a wgpu adapter (lavapipe will do)"))
-}
-
 const TOL: Tolerance = Tolerance { rtol: 1.3e-6, atol: 1e-5 };
-
-/// splitmix64: the tests' data, the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
 
 /// A pair of `n` values: a around 3 (so the centred moments need the shift), b = a plus
 /// relative noise, with zeros, equal pairs and every kind of NaN/Inf pairing sprinkled in.
@@ -63,15 +41,6 @@ fn values(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     (a, b)
 }
 
-fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
-    match dtype {
-        DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
-        DType::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
-        other => panic!("{other:?}"),
-    }
-}
-
 fn cpu(dtype: DType, a: &[u8], b: &[u8], n: usize) -> TensorReport {
     cpu_with(dtype, a, b, n, TOL)
 }
@@ -81,13 +50,6 @@ fn cpu_with(dtype: DType, a: &[u8], b: &[u8], n: usize, tol: Tolerance) -> Tenso
     let tb = RawTensor::from_vec("x", dtype, vec![n], b.to_vec());
     let opts = CompareOptions { rtol: Some(tol.rtol), atol: Some(tol.atol), ..Default::default() };
     compare_tensors_host(&ta, &tb, &opts, &Host { threads: 2, progress: None }).unwrap()
-}
-
-fn near(what: &str, gpu: Option<f64>, cpu: Option<f64>, rel: f64) {
-    match (gpu, cpu) {
-        (Some(g), Some(c)) => assert!((g - c).abs() <= rel * c.abs(), "{what}: gpu {g} vs cpu {c}"),
-        (g, c) => assert_eq!(g.is_some(), c.is_some(), "{what}: gpu {g:?} vs cpu {c:?}"),
-    }
 }
 
 /// The report fields the pass's statistics give (`Moments::fill`, as the CPU kernel's do).
