@@ -286,10 +286,24 @@ pub(crate) fn settle(
         c += specials.iter().filter(|s| s.1 < p).count() as u64;
         Ok(c)
     };
+    // (The histogram's own error type carries no kind: the GPU error is kept aside.)
+    let mut failed = None;
     let histogram = decade_histogram(n, zero, min_nonzero_ad, max_ad, |inner| {
-        inner.iter().map(|&k| below(k).map_err(|e| samplediff_metrics::MetricsError::new(e.to_string()))).collect()
-    })
-    .map_err(|e| GpuError::Gpu(e.0))?;
+        inner
+            .iter()
+            .map(|&k| {
+                below(k).map_err(|e| {
+                    let msg = samplediff_metrics::MetricsError::new(e.to_string());
+                    failed = Some(e);
+                    msg
+                })
+            })
+            .collect()
+    });
+    let histogram = match (histogram, failed) {
+        (_, Some(e)) => return Err(e),
+        (h, None) => h.map_err(|e| GpuError::Gpu(e.0))?,
+    };
 
     // The worst elements: the candidates sorted as the CPU kernel ranks them.
     let mut worst = Vec::new();
