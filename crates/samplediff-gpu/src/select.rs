@@ -121,10 +121,7 @@ pub(crate) fn settle(
     } else {
         vec![]
     };
-    let edges: Vec<u32> = ks.iter().map(|&k| key(pow10(k))).collect();
-    if edges.iter().any(|&e| e == 0 || e >= 0x7f80_0000) || edges.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(GpuError::Unsupported("errors beyond f32's decades".into()));
-    }
+    let edges = edge_keys(&ks)?;
 
     let l1 = run.run(&Pass::Level1, &edges, floor as f32)?;
     let mut specials: Vec<(u32, f64, u64)> = l1
@@ -270,12 +267,27 @@ pub(crate) fn settle(
     let max_ad = value_at[2 * positions.len()];
     let min_nonzero_ad = min_rank.map_or(f64::INFINITY, |i| value_at[i]);
 
-    // The decade histogram: errors below each edge 10^k, exactly.
+    // The decade histogram: errors below each edge 10^k, exactly. The edges it needs follow
+    // from the exact extremes; if the main pass's were too far off to have chosen them (it
+    // flushed tiny inputs), level 1 counts again at the right edges.
+    let needed: Vec<i32> = if zero < n {
+        let hi = decade(max_ad);
+        (decade(min_nonzero_ad).max(hi - MAX_DECADES + 1) + 1..=hi).collect()
+    } else {
+        vec![]
+    };
+    let again;
+    let (ks, edges, l1) = if needed.iter().all(|k| ks.contains(k)) {
+        (ks, edges, &l1)
+    } else {
+        let edges = edge_keys(&needed)?;
+        again = run.run(&Pass::Level1, &edges, floor as f32)?;
+        (needed, edges, &again)
+    };
     let edge_ties: Vec<f64> = l1.gathered.iter().filter(|e| e.tag == TAG_EDGE).map(|e| values.error(e.index)).collect();
     let (between, ties) = (l1.between(edges.len()), l1.ties(edges.len()));
     let below = |k: i32| -> Result<u64> {
-        // (Missing only if the main pass's extremes were far off: tiny inputs it flushed.)
-        let j = ks.iter().position(|&x| x == k).ok_or_else(|| GpuError::Unsupported(format!("no edge for 10^{k}")))?;
+        let j = ks.iter().position(|&x| x == k).ok_or_else(|| GpuError::Gpu(format!("no edge for 10^{k}")))?;
         let p = pow10(k);
         let mut c: u64 = between[..=j].iter().map(|&x| x as u64).sum::<u64>();
         c += ties[..j].iter().map(|&x| x as u64).sum::<u64>();
@@ -343,8 +355,18 @@ pub(crate) fn settle(
         max_ad,
         min_nonzero_ad,
         ulp: (l1.ulp_max() as u64, ulp_median),
-        floored: floored(&l1, floor),
+        floored: floored(l1, floor),
     })
+}
+
+/// The f32 keys of the decade edges 10^k: ascending, non-zero and finite, or the errors lie
+/// beyond f32's decades.
+fn edge_keys(ks: &[i32]) -> Result<Vec<u32>> {
+    let edges: Vec<u32> = ks.iter().map(|&k| key(pow10(k))).collect();
+    if edges.iter().any(|&e| e == 0 || e >= 0x7f80_0000) || edges.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(GpuError::Unsupported("errors beyond f32's decades".into()));
+    }
+    Ok(edges)
 }
 
 /// The first `k` pairs (by index) whose f32 error key is `kw` and whose f32 difference is
