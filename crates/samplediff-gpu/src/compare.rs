@@ -238,3 +238,47 @@ impl Comparer for GpuEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samplediff_formats::DType;
+    use samplediff_metrics::{Host, compare_tensors_host};
+
+    /// A GPU that flushes tiny inputs in the main pass sees a smallest non-zero error far
+    /// above the true one (the H100 did, on the tiny-inputs test): the decade edges it chose
+    /// miss the histogram's lowest bins, and level 1 must count again at the right ones.
+    #[test]
+    fn decade_edges_are_recounted_when_the_main_pass_extremes_are_off() {
+        let g = GpuMetrics::new().expect("a wgpu adapter (lavapipe will do)");
+        let n = 20_000;
+        let b: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 1e-4).collect();
+        let mut a: Vec<f32> = b.iter().enumerate().map(|(i, &y)| y + (i % 7) as f32 * 1e-3).collect();
+        let mut b = b;
+        // Errors down at 2e-30, which the main pass is told it never saw.
+        for i in (0..n).step_by(97) {
+            (a[i], b[i]) = (3e-30, 1e-30);
+        }
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (ta, tb) = (
+            RawTensor::from_vec("x", DType::F32, vec![n], bytes(&a)),
+            RawTensor::from_vec("x", DType::F32, vec![n], bytes(&b)),
+        );
+        let opts = CompareOptions::default();
+        let cpu = compare_tensors_host(&ta, &tb, &opts, &Host { threads: 2, progress: None }).unwrap();
+
+        let buffers = g.upload_pair(&ta, &tb).unwrap();
+        let segments: Vec<Resident> = buffers.iter().map(|(x, y, m)| Resident { a: x, b: y, numel: *m }).collect();
+        let tol = Tolerance { rtol: cpu.rtol.unwrap(), atol: cpu.atol.unwrap() };
+        let mut m = g.main_pass_segments(&segments, DType::F32, tol, false).unwrap().0.moments;
+        m.min_nonzero_ad = 0.5;
+        let run = crate::order::OrderRun::new(&g, segments.clone(), Elem::F32).unwrap();
+        g.phases.lock().unwrap().clear();
+        let s = settle(&run, &ta, &tb, &m, m.default_floor(), 10).unwrap();
+        let level1 = g.last_phases().iter().filter(|(what, _)| *what == "order level 1").count();
+        assert_eq!(level1, 2, "level 1 counted again");
+        assert!(cpu.histogram.as_ref().unwrap().bins[0].lo < 1e-29);
+        assert_eq!(Some(s.histogram), cpu.histogram);
+        assert_eq!(Some(s.percentiles), cpu.percentiles_abs);
+    }
+}
