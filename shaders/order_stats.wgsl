@@ -1,15 +1,16 @@
 // The order statistics of `compare` on the GPU (issue 8): percentiles, the decade histogram,
 // the worst elements and the ULP median, found by radix selection over integer keys so that
-// the host settles every one of them exactly (crates/samplediff-gpu/src/order.rs).
+// the host settles every one of them exactly (crates/samplediff-gpu/src: order.rs runs the
+// passes, select.rs settles the ranks).
 //
 // Keys. An error's key is the bits of |a - b| computed in f32. Rounding is monotone, so a
 // smaller key means a smaller exact (f64) error, and only pairs with equal keys need the host:
 // of those, the ones whose f32 difference is exact (`exact_diff`) have the key's value
-// itself, and the others are few and gathered by index. Monotonicity needs IEEE arithmetic, which
-// a GPU flushing denormals does not give: pairs with an input below 2^-100 in magnitude (and
-// not zero) are "special", left out of every count here and gathered for the host. Above that
-// bound every difference is zero or a normal float. A ULP distance is an
-// integer and is its own key.
+// itself, and the others are few and gathered by index. Monotonicity needs IEEE arithmetic,
+// which a GPU flushing denormals does not give: pairs with an input below 2^-100 in magnitude
+// (and not zero) are "special", left out of every error count here and gathered for the host.
+// Above that bound every difference is zero or a normal float. A ULP distance is an integer
+// and is its own key.
 //
 // Passes (`params.kind`), each over the whole input, one workgroup a tile of TILE_WORDS words:
 //   0 level 1: the keys' top bits counted, specials gathered, errors counted between the decade
@@ -34,7 +35,6 @@ const L1_BINS: u32 = 1024u;
 const MAX_EDGES: u32 = 48u;
 const MAX_TARGETS: u32 = 16u;
 const REFINE_BINS: u32 = 2048u;
-const MAX_GROUPS: u32 = 32u;
 
 // Words of `counts` (atomics; the host zeroes them).
 const C_E1: u32 = 0u;

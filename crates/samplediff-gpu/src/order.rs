@@ -48,10 +48,9 @@ pub(crate) const TAG_EDGE: u32 = 1;
 pub(crate) const TAG_GROUP: u32 = 2;
 
 /// What one pass does.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) enum Pass {
-    /// Level 1, with these decade edges (ascending f32 keys) and floor.
-    #[default]
+    /// Level 1 (its decade edges, ascending f32 keys, and its floor are `run`'s arguments).
     Level1,
     /// The next bits of keys with these prefixes: (shift_hi, shift_lo, prefixes) per stream.
     Refine { errors: (u32, u32, Vec<u32>), ulps: (u32, u32, Vec<u32>) },
@@ -123,8 +122,6 @@ pub(crate) struct OrderRun<'g> {
     gathered: wgpu::Buffer,
     floored: wgpu::Buffer,
     keys: wgpu::Buffer,
-    /// Whether ULP distances are counted.
-    ulp: bool,
 }
 
 impl<'g> OrderRun<'g> {
@@ -153,7 +150,6 @@ impl<'g> OrderRun<'g> {
             gathered: buffer("order gathered", GATHER_CAP as u64 * 8, U::STORAGE | U::COPY_SRC),
             floored: buffer("order floored", (tiles * FLOORED_WORDS * 4).max(16), U::STORAGE | U::COPY_SRC),
             keys: buffer("order keys", KEY_WORDS as u64 * 4, U::STORAGE | U::COPY_DST),
-            ulp: true,
         })
     }
 
@@ -220,7 +216,8 @@ impl<'g> OrderRun<'g> {
                     n_te,
                     n_tu,
                     n_groups,
-                    self.ulp as u32,
+                    // ULP distances counted: both sides have one float dtype (`compare` checks).
+                    1,
                     floor.to_bits(),
                     0,
                     0,
