@@ -127,10 +127,11 @@ pub(crate) struct OrderRun<'g> {
 impl<'g> OrderRun<'g> {
     pub fn new(g: &'g GpuMetrics, segments: Vec<Resident<'g>>, elem: Elem) -> Result<Self> {
         let numel: u64 = segments.iter().map(|s| s.numel).sum();
-        let words = numel.div_ceil(elem.per_word());
-        if words > u32::MAX as u64 {
-            return Err(GpuError::Unsupported(format!("{numel} elements: gathered indices are 32-bit words")));
+        // Counts and gathered word indices are 32-bit.
+        if numel > u32::MAX as u64 {
+            return Err(GpuError::Unsupported(format!("{numel} elements: the order passes count in 32 bits")));
         }
+        let words = numel.div_ceil(elem.per_word());
         let tiles = words.div_ceil(TILE_WORDS);
         let buffer = |label, size: u64, usage| {
             g.device.create_buffer(&wgpu::BufferDescriptor {
