@@ -74,99 +74,31 @@ impl GpuMetrics {
         let features = device.features();
         let source = format!("{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut entries =
+            vec![storage(0, true), storage(1, true), storage(2, true), storage(3, true), storage(4, false), uniform(5)];
+        if exact_close {
+            entries.push(uniform(6));
+        }
         // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
         // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),
         // the last tile word by word below `words`, and partials are written at indices below
         // the partials buffer's tile count (plan.rs and pass.rs set up these invariants, and
         // the tests exercise sizes around every tile edge). Bounds checks would add a clamp to
         // every load of a kernel that must run at memory speed.
-        let module = unsafe {
-            device.create_shader_module_trusted(
-                wgpu::ShaderModuleDescriptor {
-                    label: Some("fused_metrics"),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                },
-                wgpu::ShaderRuntimeChecks::unchecked(),
-            )
-        };
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let uniform = |binding| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let mut entries =
-            vec![storage(0, true), storage(1, true), storage(2, true), storage(3, true), storage(4, false), uniform(5)];
-        if exact_close {
-            entries.push(uniform(6));
-        }
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("fused_metrics"),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("fused_metrics"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("fused_metrics"),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let (pipeline, layout) = unsafe { kernel(&device, "fused_metrics", source, &entries) };
+        let order_entries = [
+            storage(0, true),
+            storage(1, true),
+            storage(2, false),
+            storage(3, false),
+            storage(4, false),
+            uniform(5),
+            storage(6, true),
+        ];
         // SAFETY: as above; the order kernel reads words below each binding's `words`, and
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
-        let order_module = unsafe {
-            device.create_shader_module_trusted(
-                wgpu::ShaderModuleDescriptor {
-                    label: Some("order_stats"),
-                    source: wgpu::ShaderSource::Wgsl(ORDER.into()),
-                },
-                wgpu::ShaderRuntimeChecks::unchecked(),
-            )
-        };
-        let order_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("order_stats"),
-            entries: &[
-                storage(0, true),
-                storage(1, true),
-                storage(2, false),
-                storage(3, false),
-                storage(4, false),
-                uniform(5),
-                storage(6, true),
-            ],
-        });
-        let order_pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("order_stats"),
-            layout: Some(&device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("order_stats"),
-                bind_group_layouts: &[Some(&order_layout)],
-                immediate_size: 0,
-            })),
-            module: &order_module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", ORDER.into(), &order_entries) };
         if let Some(e) = block_on(scope.pop()) {
             return Err(GpuError::Device(format!("the fused kernels did not compile: {e}")));
         }
@@ -239,6 +171,58 @@ impl GpuMetrics {
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
     }
+}
+
+/// A storage buffer entry of a compute kernel's bind group layout.
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    buffer_entry(binding, wgpu::BufferBindingType::Storage { read_only })
+}
+
+fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    buffer_entry(binding, wgpu::BufferBindingType::Uniform)
+}
+
+fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    }
+}
+
+/// The compute pipeline of `source`'s `main` with one bind group of `entries`.
+///
+/// # Safety
+/// The kernel runs without bounds checks: the caller vouches that it indexes within its
+/// bindings.
+unsafe fn kernel(
+    device: &wgpu::Device,
+    label: &str,
+    source: String,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    // SAFETY: the caller's promise (above).
+    let module = unsafe {
+        device.create_shader_module_trusted(
+            wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) },
+            wgpu::ShaderRuntimeChecks::unchecked(),
+        )
+    };
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(&device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        })),
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    (pipeline, layout)
 }
 
 #[cfg(test)]
