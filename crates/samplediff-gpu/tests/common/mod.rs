@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use samplediff_formats::DType;
 use samplediff_gpu::GpuMetrics;
+use samplediff_metrics::TensorReport;
 
 pub fn gpu() -> &'static GpuMetrics {
     static GPU: OnceLock<GpuMetrics> = OnceLock::new();
@@ -43,5 +44,21 @@ pub fn near(what: &str, gpu: Option<f64>, cpu: Option<f64>, rel: f64) {
     match (gpu, cpu) {
         (Some(g), Some(c)) => assert!((g - c).abs() <= rel * c.abs(), "{what}: gpu {g} vs cpu {c}"),
         (g, c) => assert_eq!(g.is_some(), c.is_some(), "{what}: gpu {g:?} vs cpu {c:?}"),
+    }
+}
+
+/// The report fields made of the main pass's sums, GPU within 1e-5 of CPU.
+pub fn sums_near(what: &str, g: &TensorReport, c: &TensorReport) {
+    for (name, x, y) in [
+        ("mean_abs", g.mean_abs, c.mean_abs),
+        ("rmse", g.rmse, c.rmse),
+        ("rms_a", g.rms_a, c.rms_a),
+        ("rms_b", g.rms_b, c.rms_b),
+        ("mean_rel", g.mean_rel, c.mean_rel),
+        ("cosine", g.cosine, c.cosine),
+        ("pearson", g.pearson, c.pearson),
+        ("snr_db", g.snr_db, c.snr_db),
+    ] {
+        near(&format!("{what}: {name}"), x, y, 1e-5);
     }
 }
