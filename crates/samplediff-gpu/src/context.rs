@@ -94,8 +94,11 @@ impl GpuMetrics {
             storage(4, false),
             uniform(5),
             storage(6, true),
+            storage(7, true),
+            storage(8, true),
         ];
-        // SAFETY: as above; the order kernel reads words below each binding's `words`, and
+        // SAFETY: as above (the order kernel reads whole tiles through vec4 views as the main
+        // pass does, and the last tile word by word below each binding's `words`); it
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
         let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", ORDER.into(), &order_entries) };

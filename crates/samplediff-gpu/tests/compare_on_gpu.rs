@@ -11,7 +11,7 @@ mod common;
 
 use common::{Rng, encode, gpu, near, sums_near};
 use samplediff_formats::{DType, RawTensor};
-use samplediff_gpu::GpuError;
+use samplediff_gpu::{GpuError, GpuMetrics};
 use samplediff_metrics::{CompareOptions, Host, TensorReport, compare_tensors_host};
 
 fn tensor(dtype: DType, shape: Vec<usize>, v: &[f32]) -> RawTensor {
@@ -20,9 +20,20 @@ fn tensor(dtype: DType, shape: Vec<usize>, v: &[f32]) -> RawTensor {
 
 /// The GPU's report of `a` against `b` equals the CPU kernel's.
 fn same_report(dtype: DType, a: &[f32], b: &[f32], opts: &CompareOptions, what: &str) -> TensorReport {
+    same_report_on(gpu(), dtype, a, b, opts, what)
+}
+
+fn same_report_on(
+    gpu: &GpuMetrics,
+    dtype: DType,
+    a: &[f32],
+    b: &[f32],
+    opts: &CompareOptions,
+    what: &str,
+) -> TensorReport {
     let (ta, tb) = (tensor(dtype, vec![a.len()], a), tensor(dtype, vec![b.len()], b));
     let cpu = compare_tensors_host(&ta, &tb, opts, &Host { threads: 2, progress: None }).unwrap();
-    let g = gpu().compare(&ta, &tb, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let g = gpu.compare(&ta, &tb, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
     let what = format!("{what} ({dtype:?}, n={})", a.len());
     assert_eq!(g.numel, cpu.numel, "{what}: numel");
     assert_eq!(g.finite_pairs, cpu.finite_pairs, "{what}: finite");
@@ -78,6 +89,17 @@ fn continuous_errors_in_every_dtype() {
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             same_report(dtype, &a, &b, &opts(), "noisy");
         }
+    }
+}
+
+/// Bindings of one tile: every pass reads the tensor through several, and what the order passes
+/// gather (element indices, per-tile partials) is numbered across them.
+#[test]
+fn bindings_of_one_tile_give_the_same_report() {
+    let small = GpuMetrics::new().unwrap().with_max_binding(16384 * 4);
+    let (a, b) = noisy(5 * 16384 + 77, 3);
+    for dtype in [DType::F32, DType::BF16] {
+        same_report_on(&small, dtype, &a, &b, &opts(), "one-tile bindings");
     }
 }
 
