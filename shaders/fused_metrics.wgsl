@@ -26,6 +26,10 @@ const DT_F16: u32 = 1u;
 const DT_BF16: u32 = 2u;
 
 const EXP_MASK: u32 = 0x7f800000u;
+// 2^-100 as f32 bits. A finite pair with an input below it (and not zero) is left to the host:
+// GPUs may flush such inputs, or their differences, to zero (an H100 through Vulkan does), and
+// no shader language asks for denormals to be kept. Above it every difference is zero or normal.
+const TINY: u32 = 0x0d800000u;
 const F32_MAX: f32 = 3.4028234663852886e38;
 
 // A pair is sent to close_exact when |d - tol| is within this fraction of tol: far more than
@@ -43,7 +47,8 @@ struct Params {
     dtype: u32,
     rtol: f32,
     atol: f32,
-    _pad: u32,
+    // Entries `specials` holds.
+    cap: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a4: array<vec4<u32>>;
@@ -52,6 +57,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> b1: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
+// Pairs left to the host (word 0: how many; then (first_tile, element in binding) each).
+@group(0) @binding(7) var<storage, read_write> specials: array<atomic<u32>>;
 
 // One invocation's accumulators. Counts are packed two to a word (low | high << 16): a tile
 // holds at most 32768 elements, so neither half can overflow.
@@ -86,6 +93,59 @@ var<private> max_rel_b: f32;
 
 fn bit(c: bool) -> u32 {
     return select(0u, 1u, c);
+}
+
+// Per lane: whether the value (f32 bits) is tiny, not zero and below 2^-100 in magnitude.
+fn tiny4(v: vec4<u32>) -> vec4<bool> {
+    return (v & vec4<u32>(0x7fffffffu)) - vec4<u32>(1u) < vec4<u32>(TINY - 1u);
+}
+
+// Element `e` of this binding goes to the host.
+fn leave(e: u32) {
+    let i = atomicAdd(&specials[0], 1u);
+    if i < params.cap {
+        atomicStore(&specials[1u + 2u * i], params.first_tile);
+        atomicStore(&specials[2u + 2u * i], e);
+    }
+}
+
+// A pair of element `e`: left to the host when finite with a tiny input, else counted.
+fn pair_at(x: f32, y: f32, e: u32) {
+    let bx = bitcast<u32>(x);
+    let by = bitcast<u32>(y);
+    let tiny = tiny4(vec4<u32>(bx, by, 0u, 0u));
+    if (bx & EXP_MASK) != EXP_MASK && (by & EXP_MASK) != EXP_MASK && (tiny.x || tiny.y) {
+        leave(e);
+    } else {
+        pair(x, y);
+    }
+}
+
+// f16 bits to the f32 of the same value, exactly (a subnormal f16 is a normal f32; a hardware
+// conversion might flush it).
+fn f16_exact(h: u32) -> f32 {
+    let s = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if e == 0x1fu {
+        return bitcast<f32>(s | EXP_MASK | (m << 13u));
+    }
+    if e != 0u {
+        return bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
+    }
+    return bitcast<f32>(s | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
+}
+
+// Both f16 of a word, exactly.
+fn f16x2_exact(w: u32) -> vec2<f32> {
+    return vec2<f32>(f16_exact(w & 0xffffu), f16_exact(w >> 16u));
+}
+
+// Whether any of the eight f16 in four words is subnormal.
+fn f16_subnormal(v: vec4<u32>) -> bool {
+    let lo = (v & vec4<u32>(0x7c00u)) == vec4<u32>(0u) & (v & vec4<u32>(0x3ffu)) != vec4<u32>(0u);
+    let hi = (v & vec4<u32>(0x7c000000u)) == vec4<u32>(0u) & (v & vec4<u32>(0x03ff0000u)) != vec4<u32>(0u);
+    return any(lo) || any(hi);
 }
 
 // One pair of elements.
@@ -145,16 +205,17 @@ fn pair(x: f32, y: f32) {
     }
 }
 
-// Both elements of a word of f16 or bf16 (`hi`: whether the high element is in the tensor).
-fn pair_word16(wa: u32, wb: u32, hi: bool) {
+// Both elements of a word of f16 or bf16, the low one element `e` (`hi`: whether the high
+// element is in the tensor).
+fn pair_word16(wa: u32, wb: u32, hi: bool, e: u32) {
     if params.dtype == DT_BF16 {
-        pair(bitcast<f32>(wa << 16u), bitcast<f32>(wb << 16u));
+        pair_at(bitcast<f32>(wa << 16u), bitcast<f32>(wb << 16u), e);
         if hi {
-            pair(bitcast<f32>(wa & 0xffff0000u), bitcast<f32>(wb & 0xffff0000u));
+            pair_at(bitcast<f32>(wa & 0xffff0000u), bitcast<f32>(wb & 0xffff0000u), e + 1u);
         }
     } else {
-        let fa = unpack2x16float(wa);
-        let fb = unpack2x16float(wb);
+        let fa = f16x2_exact(wa);
+        let fb = f16x2_exact(wb);
         pair(fa.x, fb.x);
         if hi {
             pair(fa.y, fb.y);
@@ -162,17 +223,18 @@ fn pair_word16(wa: u32, wb: u32, hi: bool) {
     }
 }
 
-// Four pairs at once: the common case (all eight values finite) takes one branch-free path
-// whose extremes are compared per quad and updated in a rarely taken branch; a quad holding a
-// NaN or an Inf goes pair by pair.
-fn quad(x: vec4<f32>, y: vec4<f32>) {
+// Four pairs at once (elements `e`): the common case (all eight values finite, none tiny)
+// takes one branch-free path whose extremes are compared per quad and updated in a rarely taken
+// branch; a quad holding a NaN, an Inf or a tiny value goes pair by pair.
+fn quad(x: vec4<f32>, y: vec4<f32>, e: vec4<u32>) {
     // Finite is |v| <= the largest float (false for NaN and Inf): one compare a value.
     let most = vec4<f32>(F32_MAX);
-    if !(all(abs(x) <= most) && all(abs(y) <= most)) {
-        pair(x.x, y.x);
-        pair(x.y, y.y);
-        pair(x.z, y.z);
-        pair(x.w, y.w);
+    let tiny = tiny4(bitcast<vec4<u32>>(x)) | tiny4(bitcast<vec4<u32>>(y));
+    if !(all(abs(x) <= most) && all(abs(y) <= most)) || any(tiny) {
+        pair_at(x.x, y.x, e.x);
+        pair_at(x.y, y.y, e.y);
+        pair_at(x.z, y.z, e.z);
+        pair_at(x.w, y.w, e.w);
         return;
     }
     let d = abs(x - y);
@@ -231,14 +293,20 @@ fn quad(x: vec4<f32>, y: vec4<f32>) {
     s_ab += dot(xa, yb);
 }
 
-// Four words of each side: four pairs of f32, or eight of f16/bf16 as two quads.
-fn pair_vec4(va: vec4<u32>, vb: vec4<u32>) {
+// Four words of each side, the first holding element `e`: four pairs of f32, or eight of
+// f16/bf16 as two quads.
+fn pair_vec4(va: vec4<u32>, vb: vec4<u32>, e: u32) {
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
     if params.dtype == DT_F32 {
-        quad(bitcast<vec4<f32>>(va), bitcast<vec4<f32>>(vb));
+        quad(bitcast<vec4<f32>>(va), bitcast<vec4<f32>>(vb), e + lanes);
     } else if params.dtype == DT_BF16 {
         let lo = vec4<u32>(0xffffu);
-        quad(bitcast<vec4<f32>>(va << vec4<u32>(16u)), bitcast<vec4<f32>>(vb << vec4<u32>(16u)));
-        quad(bitcast<vec4<f32>>(va & ~lo), bitcast<vec4<f32>>(vb & ~lo));
+        let even = e + 2u * lanes;
+        quad(bitcast<vec4<f32>>(va << vec4<u32>(16u)), bitcast<vec4<f32>>(vb << vec4<u32>(16u)), even);
+        quad(bitcast<vec4<f32>>(va & ~lo), bitcast<vec4<f32>>(vb & ~lo), even + 1u);
+    } else if f16_subnormal(va) || f16_subnormal(vb) {
+        quad(vec4<f32>(f16x2_exact(va.x), f16x2_exact(va.y)), vec4<f32>(f16x2_exact(vb.x), f16x2_exact(vb.y)), e + lanes);
+        quad(vec4<f32>(f16x2_exact(va.z), f16x2_exact(va.w)), vec4<f32>(f16x2_exact(vb.z), f16x2_exact(vb.w)), e + 4u + lanes);
     } else {
         let a01 = unpack2x16float(va.x);
         let a23 = unpack2x16float(va.y);
@@ -248,8 +316,8 @@ fn pair_vec4(va: vec4<u32>, vb: vec4<u32>) {
         let b23 = unpack2x16float(vb.y);
         let b45 = unpack2x16float(vb.z);
         let b67 = unpack2x16float(vb.w);
-        quad(vec4<f32>(a01, a23), vec4<f32>(b01, b23));
-        quad(vec4<f32>(a45, a67), vec4<f32>(b45, b67));
+        quad(vec4<f32>(a01, a23), vec4<f32>(b01, b23), e + lanes);
+        quad(vec4<f32>(a45, a67), vec4<f32>(b45, b67), e + 4u + lanes);
     }
 }
 
@@ -260,7 +328,7 @@ fn first_element(w: u32) -> f32 {
     } else if params.dtype == DT_BF16 {
         return bitcast<f32>(w << 16u);
     }
-    return unpack2x16float(w).x;
+    return f16_exact(w & 0xffffu);
 }
 
 fn finite_or_zero(x: f32) -> f32 {
@@ -340,7 +408,8 @@ fn main(
     // un-shifting the raw sums in f64 would then cancel away all but their f32 rounding.
     let a0 = first_element(a1[w0]);
     let b0 = first_element(b1[w0]);
-    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0;
+    let tiny = tiny4(vec4<u32>(bitcast<u32>(a0), bitcast<u32>(b0), 0u, 0u));
+    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0 && !(tiny.x || tiny.y);
     ka = select(0.0, a0, both);
     kb = select(0.0, b0, both);
 
@@ -360,23 +429,23 @@ fn main(
             let nb = b4[v0 + k * WG];
             let ma = a4[v0 + (k + 1u) * WG];
             let mb = b4[v0 + (k + 1u) * WG];
-            pair_vec4(va, vb);
-            pair_vec4(wa, wb);
+            pair_vec4(va, vb, 4u * per_word * (v0 + (k - 2u) * WG));
+            pair_vec4(wa, wb, 4u * per_word * (v0 + (k - 1u) * WG));
             va = na;
             vb = nb;
             wa = ma;
             wb = mb;
         }
-        pair_vec4(va, vb);
-        pair_vec4(wa, wb);
+        pair_vec4(va, vb, 4u * per_word * (v0 + (ITERS - 2u) * WG));
+        pair_vec4(wa, wb, 4u * per_word * (v0 + (ITERS - 1u) * WG));
     } else {
         // The tensor's last tile: word by word, the high half of a 16-bit word only if it is
         // an element of the tensor.
         for (var w = w0 + t; w < params.words; w += WG) {
             if params.dtype == DT_F32 {
-                pair(bitcast<f32>(a1[w]), bitcast<f32>(b1[w]));
+                pair_at(bitcast<f32>(a1[w]), bitcast<f32>(b1[w]), w);
             } else {
-                pair_word16(a1[w], b1[w], 2u * w + 1u < params.numel);
+                pair_word16(a1[w], b1[w], 2u * w + 1u < params.numel, 2u * w);
             }
         }
     }

@@ -20,9 +20,7 @@
 //   2 gather: the indices of the pairs whose error key lies in given ranges.
 
 const WG: u32 = 256u;
-const ITERS: u32 = 16u;
-const TILE_VEC4: u32 = 4096u; // WG * ITERS
-const TILE_WORDS: u32 = 16384u; // TILE_VEC4 * 4
+const TILE_WORDS: u32 = 16384u;
 
 const DT_F32: u32 = 0u;
 const DT_F16: u32 = 1u;
@@ -97,9 +95,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> floored: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<storage, read> keys: array<u32>;
-// The same ranges as a1 and b1 as 16-byte groups, for whole tiles (as in fused_metrics.wgsl).
-@group(0) @binding(7) var<storage, read> a4: array<vec4<u32>>;
-@group(0) @binding(8) var<storage, read> b4: array<vec4<u32>>;
 
 // Level 1: errors' bins in [0, 1024), ULP distances' in [1024, 2048). Refine: the first ULP
 // target's 2048 bins (every pair can fall under it: all ULP distances below 2^11 share one
@@ -418,23 +413,6 @@ fn visit_word16(wa: u32, wb: u32, word: u32, hi: bool) {
     }
 }
 
-// One word of each side (`hi`: whether a 16-bit word's high element is in the tensor).
-fn visit_word(wa: u32, wb: u32, word: u32, hi: bool) {
-    if params.dtype == DT_F32 {
-        visit(wa, wb, wa, wb, word, 0u);
-    } else {
-        visit_word16(wa, wb, word, hi);
-    }
-}
-
-// Four words of each side, the first being global word `word`.
-fn visit_vec4(va: vec4<u32>, vb: vec4<u32>, word: u32) {
-    visit_word(va.x, vb.x, word, true);
-    visit_word(va.y, vb.y, word + 1u, true);
-    visit_word(va.z, vb.z, word + 2u, true);
-    visit_word(va.w, vb.w, word + 3u, true);
-}
-
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -469,34 +447,15 @@ fn main(
     workgroupBarrier();
 
     let w0 = tile * TILE_WORDS;
+    let end = min(w0 + TILE_WORDS, params.words);
     let base = params.first_tile * TILE_WORDS;
-    let per_word = select(2u, 1u, params.dtype == DT_F32);
-    if (w0 + TILE_WORDS) * per_word <= params.numel {
-        // Whole tiles in 16-byte groups, two groups of each side loaded while the two before
-        // are visited, as the main pass reads (word by word the passes were latency-bound).
-        let v0 = tile * TILE_VEC4 + t;
-        var va = a4[v0];
-        var vb = b4[v0];
-        var wa = a4[v0 + WG];
-        var wb = b4[v0 + WG];
-        for (var k = 2u; k < ITERS; k += 2u) {
-            let na = a4[v0 + k * WG];
-            let nb = b4[v0 + k * WG];
-            let ma = a4[v0 + (k + 1u) * WG];
-            let mb = b4[v0 + (k + 1u) * WG];
-            visit_vec4(va, vb, base + 4u * (v0 + (k - 2u) * WG));
-            visit_vec4(wa, wb, base + 4u * (v0 + (k - 1u) * WG));
-            va = na;
-            vb = nb;
-            wa = ma;
-            wb = mb;
-        }
-        visit_vec4(va, vb, base + 4u * (v0 + (ITERS - 2u) * WG));
-        visit_vec4(wa, wb, base + 4u * (v0 + (ITERS - 1u) * WG));
-    } else {
-        // The tensor's last tile word by word.
-        for (var w = w0 + t; w < params.words; w += WG) {
-            visit_word(a1[w], b1[w], base + w, 2u * w + 1u < params.numel);
+    for (var w = w0 + t; w < end; w += WG) {
+        let wa = a1[w];
+        let wb = b1[w];
+        if params.dtype == DT_F32 {
+            visit(wa, wb, wa, wb, base + w, 0u);
+        } else {
+            visit_word16(wa, wb, base + w, 2u * w + 1u < params.numel);
         }
     }
     if refining {

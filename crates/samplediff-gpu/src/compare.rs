@@ -89,8 +89,9 @@ impl GpuMetrics {
             p.retain(|(what, _)| *what == "upload");
         }
         let started = std::time::Instant::now();
-        let (main, _) =
-            self.main_pass_segments(segments, a.dtype, Tolerance { rtol: tol.rtol, atol: tol.atol }, false)?;
+        let tolerance = Tolerance { rtol: tol.rtol, atol: tol.atol };
+        let (mut main, _) = self.main_pass_segments(segments, a.dtype, tolerance, false)?;
+        main.add_specials(&a.data, &b.data, a.dtype, tolerance);
         if main.close_undecided > 0 {
             return Err(GpuError::Unsupported("pairs at the tolerance boundary on a GPU without f64".into()));
         }
@@ -113,7 +114,7 @@ impl GpuMetrics {
         global.fill(&mut r, floor);
         if let Some(slicing) = Slicing::of(&a.shape) {
             let started = std::time::Instant::now();
-            self.slices(a, b, Tolerance { rtol: tol.rtol, atol: tol.atol }, slicing, &mut r)?;
+            self.slices(a, b, tolerance, slicing, &mut r)?;
             self.phase("per-run passes", started);
         }
         if let Some(s) = settled {

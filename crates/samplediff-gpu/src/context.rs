@@ -79,6 +79,7 @@ impl GpuMetrics {
         if exact_close {
             entries.push(uniform(6));
         }
+        entries.push(storage(7, false));
         // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
         // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),
         // the last tile word by word below `words`, and partials are written at indices below
@@ -94,11 +95,8 @@ impl GpuMetrics {
             storage(4, false),
             uniform(5),
             storage(6, true),
-            storage(7, true),
-            storage(8, true),
         ];
-        // SAFETY: as above (the order kernel reads whole tiles through vec4 views as the main
-        // pass does, and the last tile word by word below each binding's `words`); it
+        // SAFETY: as above; the order kernel reads words below each binding's `words`, and
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
         let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", ORDER.into(), &order_entries) };

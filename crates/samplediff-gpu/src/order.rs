@@ -230,12 +230,9 @@ impl<'g> OrderRun<'g> {
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
                 let (offset, size) = (b.word_offset * 4, b.words * 4);
-                let view = |buffer, size| {
+                let range = |buffer| {
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: NonZeroU64::new(size) })
                 };
-                let range = |buffer| view(buffer, size);
-                // Whole 16-byte groups (a range without any holds no whole tile: a placeholder).
-                let vec4 = |buffer| if size >= 16 { view(buffer, size / 16 * 16) } else { g.empty.as_entire_binding() };
                 let entries = [
                     wgpu::BindGroupEntry { binding: 0, resource: range(s.a) },
                     wgpu::BindGroupEntry { binding: 1, resource: range(s.b) },
@@ -244,8 +241,6 @@ impl<'g> OrderRun<'g> {
                     wgpu::BindGroupEntry { binding: 4, resource: self.floored.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 5, resource: params.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 6, resource: self.keys.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 7, resource: vec4(s.a) },
-                    wgpu::BindGroupEntry { binding: 8, resource: vec4(s.b) },
                 ];
                 let group = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("order_stats"),

@@ -6,12 +6,14 @@
 //! tiles the host merges in f64 (`Moments::merge`, Chan et al.), in tile order, so the result
 //! is the same on every run and every GPU of the same driver.
 
-use samplediff_metrics::{Counts, Moments};
+use samplediff_formats::DType;
+use samplediff_metrics::{Counts, Moments, Tol};
 
+use crate::pass::Tolerance;
 use crate::plan::PARTIAL_BYTES;
 
 /// What the main pass gives.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MainPass {
     /// Every count, extreme and sum of the pass. The floored relative error is left empty: its
     /// floor needs the finished RMS of b.
@@ -20,19 +22,40 @@ pub struct MainPass {
     /// without f64: `moments.c.close` may be off by up to this many (always 0 with f64, where
     /// such pairs are decided exactly).
     pub close_undecided: u64,
+    /// Finite pairs with an input below 2^-100 in magnitude and not zero, left out of
+    /// `moments` (a GPU may flush such inputs or their differences to zero): their element
+    /// indices, ascending. [`MainPass::add_specials`] measures them on the host.
+    pub specials: Vec<u64>,
 }
 
 impl MainPass {
     /// Fold the partials (`PARTIAL_BYTES` little-endian bytes per tile, in tile order) of a
     /// tensor of `numel` elements.
     pub(crate) fn from_partials(bytes: &[u8], numel: u64) -> Self {
-        let mut pass = MainPass { moments: Moments::default(), close_undecided: 0 };
+        let mut pass = MainPass { moments: Moments::default(), close_undecided: 0, specials: Vec::new() };
         pass.moments.c.numel = numel;
         for p in bytes.chunks_exact(PARTIAL_BYTES as usize).map(Partial) {
             pass.moments.merge(&p.moments());
             pass.close_undecided += p.pair(4).1;
         }
         pass
+    }
+
+    /// Measure the pairs left to the host from the tensors' bytes (`a`, `b`: the whole tensors
+    /// the pass read, little-endian `dtype`) and add them to `moments`.
+    pub fn add_specials(&mut self, a: &[u8], b: &[u8], dtype: DType, tol: Tolerance) {
+        if self.specials.is_empty() {
+            return;
+        }
+        let size = dtype.size();
+        let value = |bytes: &[u8], i: u64| dtype.decode(&bytes[i as usize * size..]);
+        let x: Vec<f64> = self.specials.iter().map(|&i| value(a, i)).collect();
+        let y: Vec<f64> = self.specials.iter().map(|&i| value(b, i)).collect();
+        let mut m = Moments::of(&x, &y, Tol { rtol: tol.rtol, atol: tol.atol }, None);
+        // (The tensor's element count is set already.)
+        m.c.numel = 0;
+        self.moments.merge(&m);
+        self.specials.clear();
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Resident<'a> {
 /// memory whatever the tensors' size.
 const PIECE_BYTES: u64 = 256 << 20;
 
+/// Pairs a main pass leaves to the host at most (`MainPass::specials`); more, and the GPU is
+/// the wrong tool for the tensor (its values mostly tiny).
+const SPECIALS_CAP: u64 = 1 << 16;
+
 impl GpuMetrics {
     /// The main pass over two tensors in host memory (`a`, `b`: their bytes, little-endian,
     /// `dtype` F32, F16 or BF16 on both sides), uploaded piece by piece.
@@ -71,10 +75,14 @@ impl GpuMetrics {
             self.wait()?;
             start += n;
         }
-        run.finish(None).map(|(m, _)| m)
+        let mut pass = run.finish(None)?.0;
+        pass.add_specials(a, b, dtype, tol);
+        Ok(pass)
     }
 
     /// The main pass over a tensor pair already on the GPU (what the bandwidth goal measures).
+    /// Pairs with tiny inputs are left in [`MainPass::specials`] for the caller, who has the
+    /// values (`main_pass` adds them itself).
     pub fn main_pass_resident(
         &self,
         a: &wgpu::Buffer,
@@ -181,6 +189,8 @@ struct Run<'g> {
     tol: Tolerance,
     tiles: u64,
     partials: wgpu::Buffer,
+    /// Word 0: pairs left to the host; then (first tile of the binding, element in it) each.
+    specials: wgpu::Buffer,
     tol64: Option<wgpu::Buffer>,
     /// Capture validation and out-of-memory errors as results, not panics (fields drop in
     /// order: the scope pushed last comes first).
@@ -208,6 +218,12 @@ impl<'g> Run<'g> {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
+        let specials = g.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fused_metrics specials"),
+            size: (1 + 2 * SPECIALS_CAP) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
         let tol64 = g.exact_close.then(|| {
             let bytes: Vec<u8> = [tol.rtol, tol.atol].iter().flat_map(|v| v.to_le_bytes()).collect();
             g.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -216,7 +232,7 @@ impl<'g> Run<'g> {
                 usage: wgpu::BufferUsages::UNIFORM,
             })
         });
-        Ok(Self { g, elem, numel, tol, tiles, partials, tol64, validation, oom })
+        Ok(Self { g, elem, numel, tol, tiles, partials, specials, tol64, validation, oom })
     }
 
     /// Record the dispatches over `segments`, whose first element is the start of tile
@@ -284,7 +300,7 @@ impl<'g> Run<'g> {
         }
         let params: Vec<u8> = [b.words as u32, b.numel as u32, b.first_tile as u32, b.tiles as u32, self.elem.code()]
             .into_iter()
-            .chain([(self.tol.rtol as f32).to_bits(), (self.tol.atol as f32).to_bits(), 0])
+            .chain([(self.tol.rtol as f32).to_bits(), (self.tol.atol as f32).to_bits(), SPECIALS_CAP as u32])
             .flat_map(u32::to_le_bytes)
             .collect();
         let params = self.g.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -306,6 +322,7 @@ impl<'g> Run<'g> {
             wgpu::BindGroupEntry { binding: 3, resource: range(s.b, size) },
             wgpu::BindGroupEntry { binding: 4, resource: self.partials.as_entire_binding() },
             wgpu::BindGroupEntry { binding: 5, resource: params.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 7, resource: self.specials.as_entire_binding() },
         ];
         if let Some(t) = &self.tol64 {
             entries.push(wgpu::BindGroupEntry { binding: 6, resource: t.as_entire_binding() });
@@ -322,13 +339,27 @@ impl<'g> Run<'g> {
     fn finish(self, timer: Option<GpuTimer>) -> Result<(MainPass, Option<Duration>)> {
         let g = self.g;
         let used = self.tiles * PARTIAL_BYTES;
-        let staging = g.staging(used.max(4), "fused_metrics partials read-back");
+        // The partials, then the count of pairs left to the host.
+        let staging = g.staging(used + 4, "fused_metrics partials read-back");
         let mut encoder = g.device.create_command_encoder(&Default::default());
         if used > 0 {
             encoder.copy_buffer_to_buffer(&self.partials, 0, &staging, 0, used);
         }
+        encoder.copy_buffer_to_buffer(&self.specials, 0, &staging, used, 4);
         g.queue.submit([encoder.finish()]);
-        let pass = g.with_mapped(&staging, |bytes| MainPass::from_partials(&bytes[..used as usize], self.numel));
+        let pass = g.with_mapped(&staging, |bytes| {
+            let n = u32::from_le_bytes(bytes[used as usize..].try_into().expect("4 bytes"));
+            (MainPass::from_partials(&bytes[..used as usize], self.numel), n as u64)
+        });
+        let pass = pass.and_then(|(mut pass, n)| {
+            if n > SPECIALS_CAP {
+                return Err(GpuError::Unsupported(format!(
+                    "more than {SPECIALS_CAP} pairs with inputs below 2^-100 (which a GPU may flush to zero)"
+                )));
+            }
+            pass.specials = self.read_specials(n)?;
+            Ok(pass)
+        });
         let elapsed = timer.map(|t| t.elapsed(g)).transpose();
         if let Some(e) = block_on(self.validation.pop()) {
             return Err(GpuError::Gpu(e.to_string()));
@@ -337,5 +368,29 @@ impl<'g> Run<'g> {
             return Err(GpuError::Gpu(e.to_string()));
         }
         Ok((pass?, elapsed?.flatten()))
+    }
+
+    /// The element indices of the `n` pairs left to the host, ascending.
+    fn read_specials(&self, n: u64) -> Result<Vec<u64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let g = self.g;
+        let staging = g.staging(n * 8, "fused_metrics specials read-back");
+        let mut encoder = g.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.specials, 4, &staging, 0, n * 8);
+        g.queue.submit([encoder.finish()]);
+        let tile = self.elem.tile_elems();
+        let mut out = g.with_mapped(&staging, |bytes| {
+            bytes
+                .chunks_exact(8)
+                .map(|e| {
+                    let word = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4 bytes")) as u64;
+                    word(0) * tile + word(4)
+                })
+                .collect::<Vec<u64>>()
+        })?;
+        out.sort_unstable();
+        Ok(out)
     }
 }

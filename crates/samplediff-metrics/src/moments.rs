@@ -137,9 +137,9 @@ pub(crate) fn all_finite(a: &[f64], b: &[f64]) -> bool {
 
 impl Moments {
     /// The statistics of one run (`a`, `b` decoded, equal lengths). `floor`: the floored
-    /// relative error's floor when already known.
-    #[cfg(test)]
-    pub(crate) fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+    /// relative error's floor when already known. (Also how a GPU pass's host share, the few
+    /// pairs it leaves, is measured.)
+    pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
         Self::of_block(a, b, tol, floor, all_finite(a, b))
     }
 
