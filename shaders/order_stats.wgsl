@@ -52,6 +52,9 @@ const K_TARGET_E: u32 = 0u;
 const K_TARGET_U: u32 = 16u;
 const K_EDGES: u32 = 32u;
 const K_GROUPS: u32 = 80u; // (lo, hi, mode) per group; mode 1: only pairs whose difference is inexact
+const K_WANTED: u32 = 176u; // 1024 bits: the level-1 bins (key >> 21) a refine target or group may hold
+const K_OCTAVES: u32 = 208u; // per exponent e (key >> 23): the edges below 2^(e - 127)
+const KEY_WORDS: u32 = 464u;
 
 // Tags of gathered entries.
 const TAG_SPECIAL: u32 = 0u;
@@ -105,6 +108,8 @@ var<workgroup> sh_tie: array<atomic<u32>, 48>;
 var<workgroup> sh_zero: atomic<u32>;
 var<workgroup> sh_ulp_max: atomic<u32>;
 var<workgroup> sh_edges: array<u32, 48>;
+// The keys buffer, read once per workgroup (refine targets, groups, wanted bins, octaves).
+var<workgroup> sh_keys: array<u32, 464>;
 var<workgroup> red_sum: array<f32, 256>;
 var<workgroup> red_max: array<f32, 256>;
 var<workgroup> red_a: array<f32, 256>;
@@ -314,16 +319,11 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     let k = bitcast<u32>(abs(x - y));
     flush_l1(run_add(&run_e, k >> 21u));
     zeros += select(0u, 1u, k == 0u);
-    // Edges below the key (a binary search of the ascending edges).
-    var lo = 0u;
-    var hi = params.n_edges;
-    while lo < hi {
-        let mid = (lo + hi) / 2u;
-        if sh_edges[mid] < k {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
+    // Edges below the key: those below its octave, and the octave's own edge if it lies below
+    // the key (decades are over three octaves apart: an octave holds at most one edge).
+    var lo = sh_keys[K_OCTAVES + (k >> 23u)];
+    if lo < params.n_edges && (sh_edges[lo] >> 23u) == (k >> 23u) && sh_edges[lo] < k {
+        lo += 1u;
     }
     if lo < params.n_edges && sh_edges[lo] == k {
         if exact_diff(xb, yb) {
@@ -336,13 +336,20 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     }
 }
 
+// Whether error key `k` lies in a level-1 bin that a refine target or gather group may hold:
+// one bit test turns most pairs away before the loop over targets or groups.
+fn wanted(k: u32) -> bool {
+    let bin = k >> 21u;
+    return ((sh_keys[K_WANTED + (bin >> 5u)] >> (bin & 31u)) & 1u) != 0u;
+}
+
 fn refine(xb: u32, yb: u32, xo: u32, yo: u32) {
     if params.ulp != 0u && params.n_targets_u > 0u {
         let u = ulp_distance(xo, yo);
         let p = u >> params.shift_hi_u;
         let bin = (u >> params.shift_lo_u) & ((1u << (params.shift_hi_u - params.shift_lo_u)) - 1u);
         for (var t = 0u; t < params.n_targets_u; t++) {
-            if p == keys[K_TARGET_U + t] {
+            if p == sh_keys[K_TARGET_U + t] {
                 if t == 0u {
                     flush_l1(run_add(&run_s, bin));
                 } else {
@@ -355,10 +362,13 @@ fn refine(xb: u32, yb: u32, xo: u32, yo: u32) {
         return;
     }
     let k = bitcast<u32>(abs(bitcast<f32>(xb) - bitcast<f32>(yb)));
+    if !wanted(k) {
+        return;
+    }
     let p = k >> params.shift_hi_e;
     let bin = (k >> params.shift_lo_e) & ((1u << (params.shift_hi_e - params.shift_lo_e)) - 1u);
     for (var t = 0u; t < params.n_targets_e; t++) {
-        if p == keys[K_TARGET_E + t] {
+        if p == sh_keys[K_TARGET_E + t] {
             flush_global(run_add(&run_e, C_REFINE + t * REFINE_BINS + bin));
         }
     }
@@ -371,10 +381,13 @@ fn gather(xb: u32, yb: u32, word: u32, half: u32) {
     let x = bitcast<f32>(xb);
     let y = bitcast<f32>(yb);
     let k = bitcast<u32>(abs(x - y));
+    if !wanted(k) {
+        return;
+    }
     for (var g = 0u; g < params.n_groups; g++) {
         let at = K_GROUPS + 3u * g;
-        if k >= keys[at] && k <= keys[at + 1u] {
-            if keys[at + 2u] == 0u || !exact_diff(xb, yb) {
+        if k >= sh_keys[at] && k <= sh_keys[at + 1u] {
+            if sh_keys[at + 2u] == 0u || !exact_diff(xb, yb) {
                 append(word, half, TAG_GROUP + g);
             }
         }
@@ -425,6 +438,9 @@ fn main(
     }
     let level = params.kind == 0u;
     let refining = params.kind == 1u;
+    for (var i = t; i < KEY_WORDS; i += WG) {
+        sh_keys[i] = keys[i];
+    }
     if level || refining {
         for (var i = t; i < 2u * L1_BINS; i += WG) {
             atomicStore(&sh_l1[i], 0u);

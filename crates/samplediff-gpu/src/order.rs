@@ -35,7 +35,9 @@ const COUNT_WORDS: usize = C_REFINE + 2 * MAX_TARGETS * REFINE_BINS;
 const K_TARGET_U: usize = 16;
 const K_EDGES: usize = 32;
 const K_GROUPS: usize = 80;
-const KEY_WORDS: usize = K_GROUPS + 3 * MAX_GROUPS;
+const K_WANTED: usize = K_GROUPS + 3 * MAX_GROUPS;
+const K_OCTAVES: usize = K_WANTED + 32;
+const KEY_WORDS: usize = K_OCTAVES + 256;
 /// Words of one tile's floored partial.
 const FLOORED_WORDS: u64 = 5;
 
@@ -168,6 +170,10 @@ impl<'g> OrderRun<'g> {
                     return Err(GpuError::Unsupported(format!("{} decade edges", edges.len())));
                 }
                 keys[K_EDGES..K_EDGES + edges.len()].copy_from_slice(edges);
+                // Per exponent, the edges below its octave (an octave holds at most one edge).
+                for (e, below) in keys[K_OCTAVES..].iter_mut().enumerate() {
+                    *below = edges.partition_point(|&x| x < (e as u32) << 23) as u32;
+                }
             }
             Pass::Refine { errors, ulps } => {
                 kind = 1;
@@ -176,6 +182,10 @@ impl<'g> OrderRun<'g> {
                     return Err(GpuError::Unsupported("more ranks than refine targets".into()));
                 }
                 keys[..errors.2.len()].copy_from_slice(&errors.2);
+                for &p in &errors.2 {
+                    let lo = p << errors.0;
+                    want(&mut keys, lo, lo | ((1u64 << errors.0) - 1) as u32);
+                }
                 keys[K_TARGET_U..K_TARGET_U + ulps.2.len()].copy_from_slice(&ulps.2);
                 (n_te, n_tu) = (errors.2.len() as u32, ulps.2.len() as u32);
             }
@@ -185,6 +195,7 @@ impl<'g> OrderRun<'g> {
                     return Err(GpuError::Unsupported("more key ranges than gather groups".into()));
                 }
                 for (i, gr) in groups.iter().enumerate() {
+                    want(&mut keys, gr.lo, gr.hi);
                     keys[K_GROUPS + 3 * i..K_GROUPS + 3 * i + 3].copy_from_slice(&[
                         gr.lo,
                         gr.hi,
@@ -313,6 +324,14 @@ impl<'g> OrderRun<'g> {
             started,
         );
         Ok(Counts { words, gathered, floored })
+    }
+}
+
+/// Mark the level-1 bins (key >> 21) of error keys `lo..=hi` as wanted: the refine and gather
+/// passes look at a pair only if its bin is.
+fn want(keys: &mut [u32], lo: u32, hi: u32) {
+    for bin in lo >> 21..=hi >> 21 {
+        keys[K_WANTED + (bin >> 5) as usize] |= 1 << (bin & 31);
     }
 }
 
