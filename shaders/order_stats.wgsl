@@ -92,7 +92,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> a1: array<u32>;
 @group(0) @binding(1) var<storage, read> b1: array<u32>;
 @group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
-// (global word, half | tag << 1) per entry.
+// (global word, half | tag << 1, a's bits, b's bits) per entry.
 @group(0) @binding(3) var<storage, read_write> gathered: array<u32>;
 // Per tile: floored n, sum, max, and the pair that gave the max.
 @group(0) @binding(4) var<storage, read_write> floored: array<u32>;
@@ -282,11 +282,15 @@ fn flush_global(f: vec2<u32>) {
     }
 }
 
-fn append(word: u32, half: u32, tag: u32) {
+// An entry for the host: the pair's place, why it was gathered, and its own-dtype bits (the
+// host computes its exact error from them, without reading the tensors at random).
+fn append(word: u32, half: u32, tag: u32, xo: u32, yo: u32) {
     let i = atomicAdd(&counts[C_GATHERED], 1u);
     if i < params.cap {
-        gathered[2u * i] = word;
-        gathered[2u * i + 1u] = half | (tag << 1u);
+        gathered[4u * i] = word;
+        gathered[4u * i + 1u] = half | (tag << 1u);
+        gathered[4u * i + 2u] = xo;
+        gathered[4u * i + 3u] = yo;
     }
 }
 
@@ -313,7 +317,7 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     }
     if tiny(xb) || tiny(yb) {
         atomicAdd(&counts[C_SPECIAL], 1u);
-        append(word, half, TAG_SPECIAL);
+        append(word, half, TAG_SPECIAL, xo, yo);
         return;
     }
     let k = bitcast<u32>(abs(x - y));
@@ -329,7 +333,7 @@ fn level1(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
         if exact_diff(xb, yb) {
             atomicAdd(&sh_tie[lo], 1u);
         } else {
-            append(word, half, TAG_EDGE);
+            append(word, half, TAG_EDGE, xo, yo);
         }
     } else {
         flush_between(run_add(&run_between, lo));
@@ -374,7 +378,7 @@ fn refine(xb: u32, yb: u32, xo: u32, yo: u32) {
     }
 }
 
-fn gather(xb: u32, yb: u32, word: u32, half: u32) {
+fn gather(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     if tiny(xb) || tiny(yb) {
         return;
     }
@@ -388,7 +392,7 @@ fn gather(xb: u32, yb: u32, word: u32, half: u32) {
         let at = K_GROUPS + 3u * g;
         if k >= sh_keys[at] && k <= sh_keys[at + 1u] {
             if sh_keys[at + 2u] == 0u || !exact_diff(xb, yb) {
-                append(word, half, TAG_GROUP + g);
+                append(word, half, TAG_GROUP + g, xo, yo);
             }
         }
     }
@@ -403,7 +407,7 @@ fn visit(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     } else if params.kind == 1u {
         refine(xb, yb, xo, yo);
     } else {
-        gather(xb, yb, word, half);
+        gather(xb, yb, xo, yo, word, half);
     }
 }
 

@@ -41,7 +41,7 @@ const KEY_WORDS: usize = K_OCTAVES + 256;
 /// Words of one tile's floored partial.
 const FLOORED_WORDS: u64 = 5;
 
-/// Entries the gathering buffer holds (8 bytes each): pairs the host must look at itself.
+/// Entries the gathering buffer holds (16 bytes each): pairs the host must look at itself.
 pub(crate) const GATHER_CAP: usize = 1 << 20;
 
 /// Tags of gathered entries (`TAG_*`).
@@ -68,11 +68,20 @@ pub(crate) struct Group {
     pub inexact_only: bool,
 }
 
-/// A gathered pair: its element index and why it was gathered.
+/// A gathered pair: its element index, why it was gathered, and its values.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub index: u64,
     pub tag: u32,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Entry {
+    /// |a - b|, exactly (in f64, as the CPU kernel computes it).
+    pub fn error(&self) -> f64 {
+        (self.a - self.b).abs()
+    }
 }
 
 /// What a pass gives back.
@@ -150,7 +159,7 @@ impl<'g> OrderRun<'g> {
             elem,
             tiles,
             counts: buffer("order counts", COUNT_WORDS as u64 * 4, U::STORAGE | U::COPY_SRC | U::COPY_DST),
-            gathered: buffer("order gathered", GATHER_CAP as u64 * 8, U::STORAGE | U::COPY_SRC),
+            gathered: buffer("order gathered", GATHER_CAP as u64 * 16, U::STORAGE | U::COPY_SRC),
             floored: buffer("order floored", (tiles * FLOORED_WORDS * 4).max(16), U::STORAGE | U::COPY_SRC),
             keys: buffer("order keys", KEY_WORDS as u64 * 4, U::STORAGE | U::COPY_DST),
         })
@@ -281,15 +290,20 @@ impl<'g> OrderRun<'g> {
         let overflow = words[C_GATHERED] as usize > GATHER_CAP;
         let mut gathered = Vec::new();
         if n > 0 && !overflow {
-            let staging = g.staging(n as u64 * 8, "order gathered read-back");
+            let staging = g.staging(n as u64 * 16, "order gathered read-back");
             let mut encoder = g.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&self.gathered, 0, &staging, 0, n as u64 * 8);
+            encoder.copy_buffer_to_buffer(&self.gathered, 0, &staging, 0, n as u64 * 16);
             g.queue.submit([encoder.finish()]);
-            let per_word = self.elem.per_word();
+            let (per_word, elem) = (self.elem.per_word(), self.elem);
             gathered = g.with_mapped(&staging, |bytes| {
                 bytes_words(bytes)
-                    .chunks_exact(2)
-                    .map(|e| Entry { index: e[0] as u64 * per_word + (e[1] & 1) as u64, tag: e[1] >> 1 })
+                    .chunks_exact(4)
+                    .map(|e| Entry {
+                        index: e[0] as u64 * per_word + (e[1] & 1) as u64,
+                        tag: e[1] >> 1,
+                        a: elem.value(e[2]),
+                        b: elem.value(e[3]),
+                    })
                     .collect()
             })?;
         }

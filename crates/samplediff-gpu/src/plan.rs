@@ -35,6 +35,15 @@ impl Elem {
         }
     }
 
+    /// The value of an element from its bits (f16/bf16: the low 16).
+    pub fn value(self, bits: u32) -> f64 {
+        match self {
+            Elem::F32 => DType::F32.decode(&bits.to_le_bytes()),
+            Elem::F16 => DType::F16.decode(&(bits as u16).to_le_bytes()),
+            Elem::BF16 => DType::BF16.decode(&(bits as u16).to_le_bytes()),
+        }
+    }
+
     /// `DT_*` in the shader.
     pub fn code(self) -> u32 {
         match self {

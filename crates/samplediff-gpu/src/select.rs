@@ -51,11 +51,6 @@ impl Values<'_> {
         let i = i as usize;
         (self.a.dtype.decode(&self.a.data[i * sa..]), self.b.dtype.decode(&self.b.data[i * sb..]))
     }
-
-    fn error(&self, i: u64) -> f64 {
-        let (x, y) = self.pair(i);
-        (x - y).abs()
-    }
 }
 
 /// The f32 key of an exact error: what the GPU computes for every pair it counts.
@@ -124,20 +119,17 @@ pub(crate) fn settle(
     let edges = edge_keys(&ks)?;
 
     let l1 = run.run(&Pass::Level1, &edges, floor as f32)?;
-    let mut specials: Vec<(u32, f64, u64)> = l1
+    let mut specials: Vec<Special> = l1
         .gathered
         .iter()
         .filter(|e| e.tag == TAG_SPECIAL)
-        .map(|e| {
-            let d = values.error(e.index);
-            (key(d), d, e.index)
-        })
+        .map(|e| Special { key: key(e.error()), entry: *e })
         .collect();
-    specials.sort_by_key(|s| s.0);
+    specials.sort_by_key(|s| s.key);
     if specials.len() as u64 != l1.specials() {
         return Err(GpuError::Gpu("gathered specials and their count differ".into()));
     }
-    let zero = l1.zeros() + specials.iter().filter(|s| s.1 == 0.0).count() as u64;
+    let zero = l1.zeros() + specials.iter().filter(|s| s.entry.error() == 0.0).count() as u64;
     let ulp_pairs = l1.ulps_l1().iter().map(|&c| c as u64).sum::<u64>();
     if ulp_pairs != n {
         return Err(GpuError::Gpu(format!("the ULP counts hold {ulp_pairs} pairs, not {n}")));
@@ -161,8 +153,9 @@ pub(crate) fn settle(
 
     // Level 1 from the kernel's counts plus the specials' keys.
     // (Specials sorted by key: a count of a key range is two searches.)
-    let s_count =
-        |lo: u32, hi: u32| (specials.partition_point(|s| s.0 <= hi) - specials.partition_point(|s| s.0 < lo)) as u64;
+    let s_count = |lo: u32, hi: u32| {
+        (specials.partition_point(|s| s.key <= hi) - specials.partition_point(|s| s.key < lo)) as u64
+    };
     let mut er: Vec<Narrow> = ranks.iter().map(|&rank| Narrow { prefix: 0, rank }).collect();
     descend(
         &mut er,
@@ -177,89 +170,144 @@ pub(crate) fn settle(
     )?;
     let mut ur: Vec<Narrow> = ulp_ranks.iter().map(|&rank| Narrow { prefix: 0, rank }).collect();
     descend(&mut ur, |_| l1.ulps_l1().iter().map(|&c| c as u64).collect(), 0)?;
+    // Bits of the ULP distances below the prefixes found. Distances all below 2^22 share
+    // prefix 0, and below the maximum's bit length every bit is zero: fewer bits to refine
+    // (distances below 2^11, the usual case, take one refine pass).
+    let mut ulp_shift = ULPS.l1;
+    if ur.iter().all(|r| r.prefix == 0) {
+        ulp_shift = ulp_shift.min(32 - l1.ulp_max().leading_zeros());
+    }
 
-    // Levels 2 and 3; the last one's counts give each error key's group among the counted
-    // pairs (specials left out).
-    let mut last = None;
-    for level in [2u32, 3] {
-        let (hi_e, lo_e) = if level == 2 { (ERRORS.l1, ERRORS.l1 - ERRORS.l2) } else { (ERRORS.l1 - ERRORS.l2, 0) };
-        let (hi_u, lo_u) = if level == 2 { (ULPS.l1, ULPS.l1 - ULPS.l2) } else { (ULPS.l1 - ULPS.l2, 0) };
-        let te = unique(er.iter().map(|r| r.prefix));
-        let tu = unique(ur.iter().map(|r| r.prefix));
-        let pass = Pass::Refine { errors: (hi_e, lo_e, te.clone()), ulps: (hi_u, lo_u, tu.clone()) };
+    // Refine passes, at most 11 bits of each stream a pass, until every rank has its key. The
+    // errors stop after level 2 if the pairs in the bins holding their ranks are few enough
+    // to gather whole (`Whole`), else they go on to one key each (`Keys`).
+    let mut err_shift = ERRORS.l1;
+    let mut settled_by: Option<ErrorKeys> = None;
+    while settled_by.is_none() || ulp_shift > 0 {
+        let lo_e = err_shift.saturating_sub(ERRORS.l2);
+        let lo_u = ulp_shift.saturating_sub(ULPS.l2);
+        let te = if settled_by.is_none() { unique(er.iter().map(|r| r.prefix)) } else { vec![] };
+        let tu = if ulp_shift > 0 { unique(ur.iter().map(|r| r.prefix)) } else { vec![] };
+        let pass = Pass::Refine { errors: (err_shift, lo_e, te.clone()), ulps: (ulp_shift, lo_u, tu.clone()) };
         let c = run.run(&pass, &[], 0.0)?;
-        let bins_e = 1u32 << (hi_e - lo_e);
+        if !tu.is_empty() {
+            descend(
+                &mut ur,
+                |p| {
+                    let t = tu.iter().position(|&x| x == p).expect("a target");
+                    (0..1u32 << (ulp_shift - lo_u)).map(|bin| c.refined(true, t)[bin as usize] as u64).collect()
+                },
+                ulp_shift - lo_u,
+            )?;
+            ulp_shift = lo_u;
+        }
+        if te.is_empty() {
+            continue;
+        }
+        // Pairs under each key prefix of this pass's bins, specials included.
+        let bits = err_shift - lo_e;
+        let in_bin = |p: u32| -> u64 {
+            let t = te.iter().position(|&x| x == p >> bits).expect("a target");
+            let lo = p << lo_e;
+            c.refined(false, t)[(p & ((1 << bits) - 1)) as usize] as u64 + s_count(lo, lo | ((1u64 << lo_e) - 1) as u32)
+        };
         descend(
             &mut er,
             |p| {
                 let t = te.iter().position(|&x| x == p).expect("a target");
-                (0..bins_e)
+                (0..1u32 << bits)
                     .map(|bin| {
-                        let lo = ((p << (hi_e - lo_e)) | bin) << lo_e;
-                        c.refined(false, t)[bin as usize] as u64 + s_count(lo, lo + ((1u32 << lo_e) - 1))
+                        let lo = ((p << bits) | bin) << lo_e;
+                        c.refined(false, t)[bin as usize] as u64 + s_count(lo, lo | ((1u64 << lo_e) - 1) as u32)
                     })
                     .collect()
             },
-            hi_e - lo_e,
+            bits,
         )?;
-        let bins_u = 1u32 << (hi_u - lo_u);
-        descend(
-            &mut ur,
-            |p| {
-                let t = tu.iter().position(|&x| x == p).expect("a target");
-                (0..bins_u).map(|bin| c.refined(true, t)[bin as usize] as u64).collect()
-            },
-            hi_u - lo_u,
-        )?;
-        last = Some((c, te));
-    }
-    let (c3, te3) = last.expect("two levels ran");
-    let bits3 = ERRORS.l1 - ERRORS.l2;
-    // Pairs with error key `key` that the kernel counted.
-    let counted = |key: u32| -> u64 {
-        let t = te3.iter().position(|&x| x == key >> bits3).expect("a level-3 target");
-        c3.refined(false, t)[(key & ((1 << bits3) - 1)) as usize] as u64
-    };
-
-    // Gather what the host must see: each wanted key's pairs whose f32 difference is inexact,
-    // and for the worst elements every pair above the k-th largest key and its ties (only
-    // the inexact ones if the ties are many: the first exact ties by index are found below).
-    let keys: Vec<u32> = unique(er.iter().map(|r| r.prefix));
-    let mut groups: Vec<Group> = keys.iter().map(|&k| Group { lo: k, hi: k, inexact_only: true }).collect();
-    let worst_key = worst_rank.map(|i| er[i].prefix);
-    let mut scan_ties = false;
-    if let Some(kw) = worst_key {
-        if kw < u32::MAX {
-            groups.push(Group { lo: kw + 1, hi: u32::MAX, inexact_only: false });
+        err_shift = lo_e;
+        if err_shift == 0 {
+            let counted = te.iter().enumerate().map(|(t, &p)| (p, c.refined(false, t).to_vec())).collect();
+            settled_by = Some(ErrorKeys::Keys(counted));
+        } else {
+            // Whole bins: each wanted one, and for the worst elements every pair from the k-th
+            // largest error's bin up (k plus the pairs below it in its bin).
+            let bins = unique(er.iter().map(|r| r.prefix));
+            let mut pairs: u64 = bins.iter().map(|&p| in_bin(p)).sum();
+            pairs += worst_rank.map_or(0, |i| k + er[i].rank);
+            if pairs <= WHOLE_BINS_MAX {
+                let sizes = bins.iter().map(|&p| (p, in_bin(p))).collect();
+                settled_by = Some(ErrorKeys::Whole { shift: err_shift, sizes });
+            }
         }
-        scan_ties = counted(kw) > (GATHER_CAP / 4) as u64;
-        groups.push(Group { lo: kw, hi: kw, inexact_only: scan_ties });
     }
-    let g = run.run(&Pass::Gather(groups.clone()), &[], 0.0)?;
-    let of_group = |i: usize| g.gathered.iter().filter(move |e| e.tag == TAG_GROUP + i as u32);
+    let settled_by = settled_by.expect("the loop ends with the errors settled");
 
-    // The exact value at each wanted rank.
+    // Gather what the host must see, and the exact value at each wanted rank.
+    let worst_prefix = worst_rank.map(|i| er[i].prefix);
+    let prefixes: Vec<u32> = unique(er.iter().map(|r| r.prefix));
+    let mut scan_ties = false;
+    let groups: Vec<Group> = match &settled_by {
+        ErrorKeys::Whole { shift, .. } => {
+            let span = |p: u32| (p << shift, (p << shift) | ((1u64 << shift) - 1) as u32);
+            let mut g: Vec<Group> =
+                prefixes.iter().map(|&p| Group { lo: span(p).0, hi: span(p).1, inexact_only: false }).collect();
+            if let Some(pw) = worst_prefix {
+                g.push(Group { lo: span(pw).0, hi: u32::MAX, inexact_only: false });
+            }
+            g
+        }
+        ErrorKeys::Keys(_) => {
+            // Each wanted key's pairs whose f32 difference is inexact (the exact ones all have
+            // the key's value), and for the worst elements every pair above the k-th largest
+            // key and its ties (only the inexact ones if the ties are many: the first exact
+            // ties by index are found below).
+            let mut g: Vec<Group> = prefixes.iter().map(|&p| Group { lo: p, hi: p, inexact_only: true }).collect();
+            if let Some(kw) = worst_prefix {
+                if kw < u32::MAX {
+                    g.push(Group { lo: kw + 1, hi: u32::MAX, inexact_only: false });
+                }
+                scan_ties = settled_by.counted(kw) > (GATHER_CAP / 4) as u64;
+                g.push(Group { lo: kw, hi: kw, inexact_only: scan_ties });
+            }
+            g
+        }
+    };
+    let gathered = run.run(&Pass::Gather(groups.clone()), &[], 0.0)?.gathered;
+    let of_group = |i: usize| gathered.iter().filter(move |e| e.tag == TAG_GROUP + i as u32);
+
     let mut value_at = Vec::with_capacity(er.len());
     for r in &er {
-        let gi = keys.iter().position(|&k| k == r.prefix).expect("a group");
-        let inexact: Vec<f64> = of_group(gi).map(|e| values.error(e.index)).collect();
-        let exact = counted(r.prefix)
-            .checked_sub(inexact.len() as u64)
-            .ok_or_else(|| GpuError::Gpu("a key's inexact pairs outnumber its count".into()))?;
-        let at_key = f32::from_bits(r.prefix) as f64;
-        let mut group: Vec<f64> = inexact;
-        group.extend(specials.iter().filter(|s| s.0 == r.prefix).map(|s| s.1));
+        let gi = prefixes.iter().position(|&p| p == r.prefix).expect("a group");
+        let (lo, hi) = (groups[gi].lo, groups[gi].hi);
+        let mut group: Vec<f64> = of_group(gi).map(Entry::error).collect();
+        group.extend(specials.iter().filter(|s| (lo..=hi).contains(&s.key)).map(|s| s.entry.error()));
         group.sort_by(f64::total_cmp);
-        // The exact pairs all have the key's own value: insert them as one run.
-        let split = group.partition_point(|&v| v < at_key);
-        let v = if r.rank < split as u64 {
-            group[r.rank as usize]
-        } else if r.rank < split as u64 + exact {
-            at_key
-        } else {
-            *group
-                .get((r.rank - exact) as usize)
-                .ok_or_else(|| GpuError::Gpu("a rank lies beyond its key's pairs".into()))?
+        let v = match &settled_by {
+            ErrorKeys::Whole { sizes, .. } => {
+                if group.len() as u64 != sizes.iter().find(|s| s.0 == r.prefix).expect("a bin").1 {
+                    return Err(GpuError::Gpu("a bin's gathered pairs and its count differ".into()));
+                }
+                group[r.rank as usize]
+            }
+            ErrorKeys::Keys(_) => {
+                let inexact = group.len() as u64 - specials.iter().filter(|s| s.key == r.prefix).count() as u64;
+                let exact = settled_by
+                    .counted(r.prefix)
+                    .checked_sub(inexact)
+                    .ok_or_else(|| GpuError::Gpu("a key's inexact pairs outnumber its count".into()))?;
+                // The exact pairs all have the key's own value: inserted as one run.
+                let at_key = f32::from_bits(r.prefix) as f64;
+                let split = group.partition_point(|&v| v < at_key) as u64;
+                if r.rank < split {
+                    group[r.rank as usize]
+                } else if r.rank < split + exact {
+                    at_key
+                } else {
+                    *group
+                        .get((r.rank - exact) as usize)
+                        .ok_or_else(|| GpuError::Gpu("a rank lies beyond its key's pairs".into()))?
+                }
+            }
         };
         value_at.push(v);
     }
@@ -284,7 +332,7 @@ pub(crate) fn settle(
         again = run.run(&Pass::Level1, &edges, floor as f32)?;
         (needed, edges, &again)
     };
-    let edge_ties: Vec<f64> = l1.gathered.iter().filter(|e| e.tag == TAG_EDGE).map(|e| values.error(e.index)).collect();
+    let edge_ties: Vec<f64> = l1.gathered.iter().filter(|e| e.tag == TAG_EDGE).map(Entry::error).collect();
     let (between, ties) = (l1.between(edges.len()), l1.ties(edges.len()));
     let below = |k: i32| -> Result<u64> {
         let j = ks.iter().position(|&x| x == k).ok_or_else(|| GpuError::Gpu(format!("no edge for 10^{k}")))?;
@@ -295,7 +343,7 @@ pub(crate) fn settle(
             c += ties[j] as u64;
         }
         c += edge_ties.iter().filter(|&&d| d < p).count() as u64;
-        c += specials.iter().filter(|s| s.1 < p).count() as u64;
+        c += specials.iter().filter(|s| s.entry.error() < p).count() as u64;
         Ok(c)
     };
     // (The histogram's own error type carries no kind: the GPU error is kept aside.)
@@ -319,22 +367,24 @@ pub(crate) fn settle(
 
     // The worst elements: the candidates sorted as the CPU kernel ranks them.
     let mut worst = Vec::new();
-    if let (Some(kw), true) = (worst_key, k > 0) {
-        let from = groups.len() - if kw < u32::MAX { 2 } else { 1 };
-        let mut idx: Vec<u64> = (from..groups.len()).flat_map(|i| of_group(i).map(|e: &Entry| e.index)).collect();
-        idx.extend(specials.iter().map(|s| s.2));
+    if let (Some(kw), true) = (worst_prefix, k > 0) {
+        let from = match &settled_by {
+            ErrorKeys::Whole { .. } => groups.len() - 1,
+            ErrorKeys::Keys(_) => groups.len() - if kw < u32::MAX { 2 } else { 1 },
+        };
+        let mut cands: Vec<(u64, f64, f64)> =
+            (from..groups.len()).flat_map(|i| of_group(i).map(|e| (e.index, e.a, e.b))).collect();
+        cands.extend(specials.iter().map(|s| (s.entry.index, s.entry.a, s.entry.b)));
         if scan_ties {
-            idx.extend(first_exact_ties(&values, kw, k as usize));
-        }
-        idx.sort_unstable();
-        idx.dedup();
-        let mut cands: Vec<(f64, u64, f64, f64)> = idx
-            .into_iter()
-            .map(|i| {
+            cands.extend(first_exact_ties(&values, kw, k as usize).into_iter().map(|i| {
                 let (x, y) = values.pair(i);
-                ((x - y).abs(), i, x, y)
-            })
-            .collect();
+                (i, x, y)
+            }));
+        }
+        cands.sort_unstable_by_key(|c| c.0);
+        cands.dedup_by_key(|c| c.0);
+        let mut cands: Vec<(f64, u64, f64, f64)> =
+            cands.into_iter().map(|(i, x, y)| ((x - y).abs(), i, x, y)).collect();
         cands.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));
         worst = cands
             .into_iter()
@@ -357,6 +407,34 @@ pub(crate) fn settle(
         ulp: (l1.ulp_max() as u64, ulp_median),
         floored: floored(l1, floor),
     })
+}
+
+/// Pairs of whole level-2 bins the host takes at most instead of a third refine pass (16 bytes
+/// each read back; a pass over 2 x 4 GiB costs more than reading back a few MiB).
+const WHOLE_BINS_MAX: u64 = 1 << 18;
+
+/// A pair with a tiny input, settled on the host: its error's f32 key and its entry.
+struct Special {
+    key: u32,
+    entry: Entry,
+}
+
+/// How the wanted errors were found: as bins of keys whose pairs are gathered whole (`shift`
+/// bits below each prefix; the pairs per bin, specials included), or as single keys with the
+/// counted pairs of each key (the last refine pass's counts per target prefix).
+enum ErrorKeys {
+    Whole { shift: u32, sizes: Vec<(u32, u64)> },
+    Keys(Vec<(u32, Vec<u32>)>),
+}
+
+impl ErrorKeys {
+    /// Pairs the kernel counted with error key `key` (`Keys` only).
+    fn counted(&self, key: u32) -> u64 {
+        let Self::Keys(counts) = self else { return 0 };
+        let bits = ERRORS.l1 - ERRORS.l2;
+        let (_, c) = counts.iter().find(|(p, _)| *p == key >> bits).expect("a level-3 target");
+        c[(key & ((1 << bits) - 1)) as usize] as u64
+    }
 }
 
 /// The f32 keys of the decade edges 10^k: ascending, non-zero and finite, or the errors lie

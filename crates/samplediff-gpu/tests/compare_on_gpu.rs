@@ -103,6 +103,23 @@ fn bindings_of_one_tile_give_the_same_report() {
     }
 }
 
+/// How many refine passes a report takes: the errors' ranks settle after one if the pairs in
+/// their bins are few enough for the host to take whole, else a second narrows each to one key;
+/// ULP distances below 2^11 take one.
+#[test]
+fn a_second_refine_pass_runs_only_for_crowded_bins() {
+    let g = GpuMetrics::new().unwrap();
+    let refines = |g: &GpuMetrics| g.last_phases().iter().filter(|(what, _)| *what == "order refine").count();
+    let mut r = Rng(17);
+    let a: Vec<f32> = (0..50_000).map(|_| (3.0 + 2.0 * r.unit()) as f32).collect();
+    let b: Vec<f32> = a.iter().map(|&x| (x as f64 * (1.0 + 1e-4 * r.unit())) as f32).collect();
+    same_report_on(&g, DType::F32, &a, &b, &opts(), "continuous");
+    assert_eq!(refines(&g), 1, "continuous errors, ULP distances below 2^11");
+    let same: Vec<f32> = (0..300_000).map(|_| (r.next() % 1000) as f32).collect();
+    same_report_on(&g, DType::F32, &same, &same, &opts(), "identical");
+    assert_eq!(refines(&g), 2, "300k errors of one key");
+}
+
 #[test]
 fn exact_errors_tied_by_the_hundred_thousand() {
     // Integers apart by 0..3: every error exact in f32, a few keys shared by ~100k pairs each
@@ -122,10 +139,18 @@ fn exact_errors_tied_by_the_hundred_thousand() {
 #[test]
 fn errors_at_and_within_rounding_of_a_power_of_ten() {
     // Errors of exactly 1 and 0.1f32 (exact: counted at the edge), and errors whose exact
-    // value differs from 0.1f32 by less than its rounding (gathered and settled in f64).
+    // value differs from 0.1f32 by less than its rounding (gathered and settled in f64). With
+    // 400k pairs the bins around 0.1 are too crowded to gather whole: each rank is narrowed to
+    // its key, and only the key's inexact pairs are gathered.
+    for n in [50_000, 400_000] {
+        powers_of_ten(n);
+    }
+}
+
+fn powers_of_ten(n: usize) {
     let mut r = Rng(9);
     let (mut a, mut b) = (vec![], vec![]);
-    for i in 0..50_000 {
+    for i in 0..n {
         let y = (1.0 + r.unit()) as f32 * 1e-6;
         let d = match i % 4 {
             0 => 1.0f32,
