@@ -72,7 +72,8 @@ impl GpuMetrics {
 
     /// [`GpuMetrics::compare`] of tensors already on the GPU: `segments` hold the bytes of `a`
     /// and `b` (as [`GpuMetrics::main_pass_segments`] takes them); the host copies are read
-    /// only where a rank needs a pair's exact error.
+    /// only for the pairs the main pass leaves (tiny inputs) and, where the worst elements tie
+    /// by the hundred thousand, for the first ties by index.
     pub fn compare_resident(
         &self,
         a: &RawTensor,
