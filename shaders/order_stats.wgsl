@@ -17,7 +17,9 @@
 //     edges (ties with an edge: exact ones counted, others gathered), zeros counted, the ULP
 //     maximum, and per tile the floored relative error's partial sums;
 //   1 refine: for up to MAX_TARGETS key prefixes per stream, the next bits counted;
-//   2 gather: the indices of the pairs whose error key lies in given ranges.
+//   2 gather: the pairs whose error key lies in given ranges (index and bits of each).
+// Refine and gather first test a bitmap of the level-1 bins their targets can hold: most pairs
+// leave after one bit test.
 
 const WG: u32 = 256u;
 const TILE_WORDS: u32 = 16384u;

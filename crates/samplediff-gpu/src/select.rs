@@ -1,11 +1,13 @@
 //! The order statistics settled from the order kernel's counts (`order.rs`), exactly.
 //!
-//! Errors are ranked by their f32 key (module docs of `shaders/order_stats.wgsl`): three
-//! passes of counts narrow each wanted rank to one key, 10 + 11 + 10 bits of it (ULP
-//! distances: 10 + 11 + 11). Within a key the exact errors differ only where the f32 difference
-//! was inexact: those pairs, few, are gathered by index and the host computes their errors in
-//! f64 from the tensors' own bytes, as it does for the special pairs (tiny inputs) that the
-//! counts leave out. Every value reported is then the one the CPU kernel reports.
+//! Errors are ranked by their f32 key (module docs of `shaders/order_stats.wgsl`): passes of
+//! counts narrow each wanted rank, 10 then 11 bits of its key. If the pairs in the bins found
+//! are few, the gather pass returns them whole and the host ranks their exact errors (f64, from
+//! each pair's bits); else a third pass narrows each rank to one key, within which the exact
+//! errors differ only where the f32 difference was inexact, and only those pairs, few, are
+//! gathered. ULP distances are integers, refined 11 bits a pass from their maximum's bit length.
+//! The special pairs (tiny inputs) that the counts leave out are settled on the host too. Every
+//! value reported is then the one the CPU kernel reports.
 
 use std::collections::HashMap;
 
