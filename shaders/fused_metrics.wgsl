@@ -12,8 +12,9 @@
 // finite; close = torch.isclose(a, b, rtol, atol, equal_nan=True); rel = |a-b|/|b| for b != 0.
 // NaN and Inf are told apart by their bits; the one float test of finiteness, |v| <= the
 // largest float, is an ordered compare, false for NaN (no fast-math flags let a driver fold it).
-// Appended by the host, one of: fused_metrics_f64.wgsl (exact tolerance test in f64) or
-// fused_metrics_f32.wgsl (f32 test, counting the pairs it could not decide).
+// The host puts values.wgsl (tiny values, exact f16 decoding) before this module and appends
+// one of: fused_metrics_f64.wgsl (exact tolerance test in f64) or fused_metrics_f32.wgsl (f32
+// test, counting the pairs it could not decide).
 
 const WG: u32 = 256u;
 const ITERS: u32 = 16u;
@@ -25,11 +26,6 @@ const DT_F32: u32 = 0u;
 const DT_F16: u32 = 1u;
 const DT_BF16: u32 = 2u;
 
-const EXP_MASK: u32 = 0x7f800000u;
-// 2^-100 as f32 bits. A finite pair with an input below it (and not zero) is left to the host:
-// GPUs may flush such inputs, or their differences, to zero (an H100 through Vulkan does), and
-// no shader language asks for denormals to be kept. Above it every difference is zero or normal.
-const TINY: u32 = 0x0d800000u;
 const F32_MAX: f32 = 3.4028234663852886e38;
 
 // A pair is sent to close_exact when |d - tol| is within this fraction of tol: far more than
@@ -95,11 +91,6 @@ fn bit(c: bool) -> u32 {
     return select(0u, 1u, c);
 }
 
-// Per lane: whether the value (f32 bits) is tiny, not zero and below 2^-100 in magnitude.
-fn tiny4(v: vec4<u32>) -> vec4<bool> {
-    return (v & vec4<u32>(0x7fffffffu)) - vec4<u32>(1u) < vec4<u32>(TINY - 1u);
-}
-
 // Element `e` of this binding goes to the host.
 fn leave(e: u32) {
     let i = atomicAdd(&specials[0], 1u);
@@ -109,36 +100,21 @@ fn leave(e: u32) {
     }
 }
 
-// A pair of element `e`: left to the host when finite with a tiny input, else counted.
+// A pair of element `e`: left to the host when finite with a tiny input (values.wgsl), else
+// counted.
 fn pair_at(x: f32, y: f32, e: u32) {
     let bx = bitcast<u32>(x);
     let by = bitcast<u32>(y);
-    let tiny = tiny4(vec4<u32>(bx, by, 0u, 0u));
-    if (bx & EXP_MASK) != EXP_MASK && (by & EXP_MASK) != EXP_MASK && (tiny.x || tiny.y) {
+    if finite(bx) && finite(by) && (tiny(bx) || tiny(by)) {
         leave(e);
     } else {
         pair(x, y);
     }
 }
 
-// f16 bits to the f32 of the same value, exactly (a subnormal f16 is a normal f32; a hardware
-// conversion might flush it).
-fn f16_exact(h: u32) -> f32 {
-    let s = (h & 0x8000u) << 16u;
-    let e = (h >> 10u) & 0x1fu;
-    let m = h & 0x3ffu;
-    if e == 0x1fu {
-        return bitcast<f32>(s | EXP_MASK | (m << 13u));
-    }
-    if e != 0u {
-        return bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
-    }
-    return bitcast<f32>(s | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
-}
-
 // Both f16 of a word, exactly.
 fn f16x2_exact(w: u32) -> vec2<f32> {
-    return vec2<f32>(f16_exact(w & 0xffffu), f16_exact(w >> 16u));
+    return vec2<f32>(bitcast<f32>(f16_bits(w & 0xffffu)), bitcast<f32>(f16_bits(w >> 16u)));
 }
 
 // Whether any of the eight f16 in four words is subnormal.
@@ -229,8 +205,8 @@ fn pair_word16(wa: u32, wb: u32, hi: bool, e: u32) {
 fn quad(x: vec4<f32>, y: vec4<f32>, e: vec4<u32>) {
     // Finite is |v| <= the largest float (false for NaN and Inf): one compare a value.
     let most = vec4<f32>(F32_MAX);
-    let tiny = tiny4(bitcast<vec4<u32>>(x)) | tiny4(bitcast<vec4<u32>>(y));
-    if !(all(abs(x) <= most) && all(abs(y) <= most)) || any(tiny) {
+    let small = tiny4(bitcast<vec4<u32>>(x)) | tiny4(bitcast<vec4<u32>>(y));
+    if !(all(abs(x) <= most) && all(abs(y) <= most)) || any(small) {
         pair_at(x.x, y.x, e.x);
         pair_at(x.y, y.y, e.y);
         pair_at(x.z, y.z, e.z);
@@ -328,7 +304,7 @@ fn first_element(w: u32) -> f32 {
     } else if params.dtype == DT_BF16 {
         return bitcast<f32>(w << 16u);
     }
-    return f16_exact(w & 0xffffu);
+    return bitcast<f32>(f16_bits(w & 0xffffu));
 }
 
 fn finite_or_zero(x: f32) -> f32 {
@@ -408,8 +384,7 @@ fn main(
     // un-shifting the raw sums in f64 would then cancel away all but their f32 rounding.
     let a0 = first_element(a1[w0]);
     let b0 = first_element(b1[w0]);
-    let tiny = tiny4(vec4<u32>(bitcast<u32>(a0), bitcast<u32>(b0), 0u, 0u));
-    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0 && !(tiny.x || tiny.y);
+    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0 && !(tiny(bitcast<u32>(a0)) || tiny(bitcast<u32>(b0)));
     ka = select(0.0, a0, both);
     kb = select(0.0, b0, both);
 

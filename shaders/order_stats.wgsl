@@ -7,8 +7,8 @@
 // smaller key means a smaller exact (f64) error, and only pairs with equal keys need the host:
 // of those, the ones whose f32 difference is exact (`exact_diff`) have the key's value
 // itself, and the others are few and gathered by index. Monotonicity needs IEEE arithmetic,
-// which a GPU flushing denormals does not give: pairs with an input below 2^-100 in magnitude
-// (and not zero) are "special", left out of every error count here and gathered for the host.
+// which a GPU flushing denormals does not give: pairs with a tiny input (values.wgsl) are
+// "special", left out of every error count here and gathered for the host.
 // Above that bound every difference is zero or a normal float. A ULP distance is an integer
 // and is its own key.
 //
@@ -27,10 +27,6 @@ const TILE_WORDS: u32 = 16384u;
 const DT_F32: u32 = 0u;
 const DT_F16: u32 = 1u;
 
-const EXP_MASK: u32 = 0x7f800000u;
-const MAG_MASK: u32 = 0x7fffffffu;
-// 2^-100 as f32 bits.
-const TINY: u32 = 0x0d800000u;
 
 // Level 1: errors by key >> 21 (bit 31 is clear), ULP distances by key >> 22.
 const L1_BINS: u32 = 1024u;
@@ -134,33 +130,6 @@ var<private> fl_a: f32;
 var<private> fl_b: f32;
 var<private> fl_n: u32;
 var<private> ulp_max: u32;
-
-// f16 bits to the f32 bits of the same value, exactly (a subnormal f16 is a normal f32; no
-// hardware conversion that might flush it is involved).
-fn f16_bits(h: u32) -> u32 {
-    let s = (h & 0x8000u) << 16u;
-    let e = (h >> 10u) & 0x1fu;
-    let m = h & 0x3ffu;
-    if e == 0x1fu {
-        return s | EXP_MASK | (m << 13u);
-    }
-    if e != 0u {
-        return s | ((e + 112u) << 23u) | (m << 13u);
-    }
-    if m == 0u {
-        return s;
-    }
-    return s | bitcast<u32>(f32(m) * 5.9604644775390625e-8);
-}
-
-fn finite(bits: u32) -> bool {
-    return (bits & EXP_MASK) != EXP_MASK;
-}
-
-fn tiny(bits: u32) -> bool {
-    let m = bits & MAG_MASK;
-    return m != 0u && m < TINY;
-}
 
 // The ULP distance of two finite values' bits in their own dtype (`width`: 32 or 16).
 fn ulp_distance(x: u32, y: u32) -> u32 {

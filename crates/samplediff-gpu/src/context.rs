@@ -3,6 +3,8 @@
 use crate::block::block_on;
 use crate::error::{GpuError, Result};
 
+/// What both kernels share (WGSL has no includes: it goes before each).
+const VALUES: &str = include_str!("../../../shaders/values.wgsl");
 const MAIN: &str = include_str!("../../../shaders/fused_metrics.wgsl");
 const CLOSE_F64: &str = include_str!("../../../shaders/fused_metrics_f64.wgsl");
 const CLOSE_F32: &str = include_str!("../../../shaders/fused_metrics_f32.wgsl");
@@ -72,7 +74,7 @@ impl GpuMetrics {
         exact_close: bool,
     ) -> Result<Self> {
         let features = device.features();
-        let source = format!("{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
+        let source = format!("{VALUES}\n{MAIN}\n{}", if exact_close { CLOSE_F64 } else { CLOSE_F32 });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries =
             vec![storage(0, true), storage(1, true), storage(2, true), storage(3, true), storage(4, false), uniform(5)];
@@ -99,7 +101,7 @@ impl GpuMetrics {
         // SAFETY: as above; the order kernel reads words below each binding's `words`, and
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
-        let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", ORDER.into(), &order_entries) };
+        let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", format!("{VALUES}\n{ORDER}"), &order_entries) };
         if let Some(e) = block_on(scope.pop()) {
             return Err(GpuError::Device(format!("the fused kernels did not compile: {e}")));
         }
