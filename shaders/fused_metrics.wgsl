@@ -379,12 +379,14 @@ fn main(
         return;
     }
     let w0 = tile * TILE_WORDS;
-    // The shift: the tile's first pair when both of its sides are finite, else none. One
-    // side's value alone can lie far from every pair the sums hold (its partner is NaN), and
-    // un-shifting the raw sums in f64 would then cancel away all but their f32 rounding.
+    // The shift: the tile's first pair when both of its sides are finite (and not tiny: the
+    // pair is the host's), else none. One side's value alone can lie far from every pair the
+    // sums hold (its partner is NaN), and un-shifting the raw sums in f64 would then cancel
+    // away all but their f32 rounding.
     let a0 = first_element(a1[w0]);
     let b0 = first_element(b1[w0]);
-    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0 && !(tiny(bitcast<u32>(a0)) || tiny(bitcast<u32>(b0)));
+    let counted = !(tiny(bitcast<u32>(a0)) || tiny(bitcast<u32>(b0)));
+    let both = finite_or_zero(a0) == a0 && finite_or_zero(b0) == b0 && counted;
     ka = select(0.0, a0, both);
     kb = select(0.0, b0, both);
 
