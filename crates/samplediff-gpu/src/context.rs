@@ -101,7 +101,8 @@ impl GpuMetrics {
         // SAFETY: as above; the order kernel reads words below each binding's `words`, and
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
-        let (order_pipeline, order_layout) = unsafe { kernel(&device, "order_stats", format!("{VALUES}\n{ORDER}"), &order_entries) };
+        let (order_pipeline, order_layout) =
+            unsafe { kernel(&device, "order_stats", format!("{VALUES}\n{ORDER}"), &order_entries) };
         if let Some(e) = block_on(scope.pop()) {
             return Err(GpuError::Device(format!("the fused kernels did not compile: {e}")));
         }

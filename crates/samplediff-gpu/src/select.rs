@@ -213,19 +213,7 @@ pub(crate) fn settle(
             let lo = p << lo_e;
             c.refined(false, t)[(p & ((1 << bits) - 1)) as usize] as u64 + s_count(lo, lo | ((1u64 << lo_e) - 1) as u32)
         };
-        descend(
-            &mut er,
-            |p| {
-                let t = te.iter().position(|&x| x == p).expect("a target");
-                (0..1u32 << bits)
-                    .map(|bin| {
-                        let lo = ((p << bits) | bin) << lo_e;
-                        c.refined(false, t)[bin as usize] as u64 + s_count(lo, lo | ((1u64 << lo_e) - 1) as u32)
-                    })
-                    .collect()
-            },
-            bits,
-        )?;
+        descend(&mut er, |p| (0..1u32 << bits).map(|bin| in_bin((p << bits) | bin)).collect(), bits)?;
         err_shift = lo_e;
         if err_shift == 0 {
             let counted = te.iter().enumerate().map(|(t, &p)| (p, c.refined(false, t).to_vec())).collect();
