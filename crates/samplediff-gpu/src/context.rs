@@ -84,10 +84,11 @@ impl GpuMetrics {
         entries.push(storage(7, false));
         // SAFETY: the kernel's indices stay in bounds by construction: full tiles are read only
         // when the whole tile lies in the binding (whose vec4 view covers every whole 16 bytes),
-        // the last tile word by word below `words`, and partials are written at indices below
-        // the partials buffer's tile count (plan.rs and pass.rs set up these invariants, and
-        // the tests exercise sizes around every tile edge). Bounds checks would add a clamp to
-        // every load of a kernel that must run at memory speed.
+        // the last tile word by word below `words`, partials are written at indices below the
+        // partials buffer's tile count and pairs left to the host below its `cap` entries
+        // (plan.rs and pass.rs set up these invariants, and the tests exercise sizes around
+        // every tile edge). Bounds checks would add a clamp to every load of a kernel that
+        // must run at memory speed.
         let (pipeline, layout) = unsafe { kernel(&device, "fused_metrics", source, &entries) };
         let order_entries = [
             storage(0, true),

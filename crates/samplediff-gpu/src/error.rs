@@ -12,9 +12,9 @@ pub enum GpuError {
     /// The inputs cannot be compared by this kernel (dtype, sizes, buffer usage).
     #[error("{0}")]
     Input(String),
-    /// This comparison is not one the GPU kernels make exactly (per-channel statistics, other
-    /// dtypes, more tied or special values than the gathering buffer holds): the caller
-    /// should compare on the CPU.
+    /// This comparison is not one the GPU kernels make exactly (other or mixed dtypes, latents
+    /// of more than 4096 runs, more tiny or tied values than the host is sent, boundary pairs
+    /// on a GPU without f64): the caller should compare elsewhere.
     #[error("not on the GPU: {0}")]
     Unsupported(String),
     /// The GPU refused the work (out of memory, validation) or lost the device.

@@ -14,20 +14,23 @@
 //! ([`MainPass`]), whose `fill` makes the report fields as it does for the CPU kernel. Counts
 //! and the maximum |a-b| equal the CPU kernel's exactly (pairs at the isclose boundary are
 //! decided in f64); sums agree to f32 accumulation within a tile (relative 1e-6 or better). On
-//! an H100 the pass reads 2 x 4 GiB in 3.46 ms, 82% of the card's copy bandwidth
-//! (docs/performance.md).
+//! an H100 the pass read 2 x 4 GiB in 3.46 ms, 82% of the card's copy bandwidth, before
+//! its tiny-input test was added (docs/performance.md).
+//!
+//! Finite pairs with an input below 2^-100 (which a GPU may flush to zero, as an H100 does)
+//! are left out of the pass and listed ([`MainPass::specials`]); `main_pass` and `compare`
+//! measure them on the host from the tensors' bytes.
 //!
 //! [`GpuMetrics::compare`] adds the rest of `compare`'s report: the order-statistics kernel
 //! (`shaders/order_stats.wgsl`, run by `order.rs`) counts f32 error keys and ULP distances by
-//! their bits in three radix passes, and the host (`select.rs`) settles each wanted rank
-//! exactly, reading in f64 the few pairs the counts leave ambiguous (equal keys with inexact
-//! f32 differences, inputs below 2^-100 a GPU may flush). Percentiles, the decade histogram,
-//! the worst elements and the ULP statistics then equal the CPU kernel's; the floored relative
-//! error comes from per-tile partials like the sums, latents' per-channel and per-frame
-//! statistics from a main pass over each run. Mixed dtypes are left to another engine
-//! ([`GpuError::Unsupported`]; [`GpuEngine`] hands them to a fallback engine). A GPU driver may flush denormal inputs to zero in the main pass's sums,
-//! and |a-b| beyond f32's range (3.4e38) makes the f32 sums infinite where the CPU's f64 sums
-//! are not.
+//! their bits in two or three radix passes, and the host (`select.rs`) settles each wanted rank
+//! exactly from the pairs a gather pass returns with their bits (whole bins when few, else only
+//! the equal keys with inexact f32 differences) and the tiny-input pairs, in f64. Percentiles,
+//! the decade histogram, the worst elements and the ULP statistics then equal the CPU kernel's;
+//! the floored relative error comes from per-tile partials like the sums, latents' per-channel
+//! and per-frame statistics from a main pass over each run. Mixed dtypes are left to another
+//! engine ([`GpuError::Unsupported`]; [`GpuEngine`] hands them to a fallback engine). |a-b|
+//! beyond f32's range (3.4e38) makes the f32 sums infinite where the CPU's f64 sums are not.
 
 mod block;
 mod compare;
