@@ -12,7 +12,9 @@
 // Above that bound every difference is zero or a normal float. A ULP distance is an integer
 // and is its own key.
 //
-// Passes (`params.kind`), each over the whole input, one workgroup a tile of TILE_WORDS words:
+// Passes (`KIND`, a constant the host puts before this file: one pipeline per pass, so that
+// each compiles to its own work alone), each over the whole input, one workgroup a tile of
+// TILE_WORDS words:
 //   0 level 1: the keys' top bits counted, specials gathered, errors counted between the decade
 //     edges (ties with an edge: exact ones counted, others gathered), zeros counted, the ULP
 //     maximum, and per tile the floored relative error's partial sums;
@@ -67,7 +69,6 @@ struct Params {
     first_tile: u32,
     tiles: u32,
     dtype: u32,
-    kind: u32,
     n_edges: u32,
     // Entries `gathered` holds.
     cap: u32,
@@ -85,6 +86,7 @@ struct Params {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a1: array<u32>;
@@ -373,9 +375,9 @@ fn visit(xb: u32, yb: u32, xo: u32, yo: u32, word: u32, half: u32) {
     if !(finite(xb) && finite(yb)) {
         return;
     }
-    if params.kind == 0u {
+    if KIND == 0u {
         level1(xb, yb, xo, yo, word, half);
-    } else if params.kind == 1u {
+    } else if KIND == 1u {
         refine(xb, yb, xo, yo);
     } else {
         gather(xb, yb, xo, yo, word, half);
@@ -401,6 +403,16 @@ fn visit_word16(wa: u32, wb: u32, word: u32, hi: bool) {
     }
 }
 
+// The pair or pairs of word `w` of this binding.
+fn visit_word(wa: u32, wb: u32, w: u32) {
+    let word = params.first_tile * TILE_WORDS + w;
+    if params.dtype == DT_F32 {
+        visit(wa, wb, wa, wb, word, 0u);
+    } else {
+        visit_word16(wa, wb, word, 2u * w + 1u < params.numel);
+    }
+}
+
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -411,8 +423,8 @@ fn main(
     if tile >= params.tiles {
         return;
     }
-    let level = params.kind == 0u;
-    let refining = params.kind == 1u;
+    let level = KIND == 0u;
+    let refining = KIND == 1u;
     for (var i = t; i < KEY_WORDS; i += WG) {
         sh_keys[i] = keys[i];
     }
@@ -438,15 +450,31 @@ fn main(
     workgroupBarrier();
 
     let w0 = tile * TILE_WORDS;
-    let end = min(w0 + TILE_WORDS, params.words);
-    let base = params.first_tile * TILE_WORDS;
-    for (var w = w0 + t; w < end; w += WG) {
-        let wa = a1[w];
-        let wb = b1[w];
-        if params.dtype == DT_F32 {
-            visit(wa, wb, wa, wb, base + w, 0u);
-        } else {
-            visit_word16(wa, wb, base + w, 2u * w + 1u < params.numel);
+    if w0 + TILE_WORDS <= params.words {
+        // A whole tile: the words two steps ahead are loaded while a step works, so that
+        // loads overlap the work (the main pass's lesson: fused_metrics.wgsl).
+        let v0 = w0 + t;
+        var wa = a1[v0];
+        var wb = b1[v0];
+        var xa = a1[v0 + WG];
+        var xb = b1[v0 + WG];
+        for (var k = 2u; k < TILE_WORDS / WG; k += 2u) {
+            let na = a1[v0 + k * WG];
+            let nb = b1[v0 + k * WG];
+            let ma = a1[v0 + (k + 1u) * WG];
+            let mb = b1[v0 + (k + 1u) * WG];
+            visit_word(wa, wb, v0 + (k - 2u) * WG);
+            visit_word(xa, xb, v0 + (k - 1u) * WG);
+            wa = na;
+            wb = nb;
+            xa = ma;
+            xb = mb;
+        }
+        visit_word(wa, wb, v0 + (TILE_WORDS / WG - 2u) * WG);
+        visit_word(xa, xb, v0 + (TILE_WORDS / WG - 1u) * WG);
+    } else {
+        for (var w = w0 + t; w < params.words; w += WG) {
+            visit_word(a1[w], b1[w], w);
         }
     }
     if refining {

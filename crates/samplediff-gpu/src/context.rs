@@ -20,8 +20,9 @@ pub struct GpuMetrics {
     pub(crate) queue: wgpu::Queue,
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
-    /// The order-statistics kernel (`shaders/order_stats.wgsl`).
-    pub(crate) order_pipeline: wgpu::ComputePipeline,
+    /// The order-statistics kernel (`shaders/order_stats.wgsl`), one pipeline per pass
+    /// (level 1, refine, gather).
+    pub(crate) order_pipelines: [wgpu::ComputePipeline; 3],
     pub(crate) order_layout: wgpu::BindGroupLayout,
     /// Pairs at the tolerance boundary are decided in f64 (the device has SHADER_F64).
     pub(crate) exact_close: bool,
@@ -89,7 +90,8 @@ impl GpuMetrics {
         // (plan.rs and pass.rs set up these invariants, and the tests exercise sizes around
         // every tile edge). Bounds checks would add a clamp to every load of a kernel that
         // must run at memory speed.
-        let (pipeline, layout) = unsafe { kernel(&device, "fused_metrics", source, &entries) };
+        let layout = self::layout(&device, "fused_metrics", &entries);
+        let pipeline = unsafe { kernel(&device, "fused_metrics", source, &layout) };
         let order_entries = [
             storage(0, true),
             storage(1, true),
@@ -102,8 +104,13 @@ impl GpuMetrics {
         // SAFETY: as above; the order kernel reads words below each binding's `words`, and
         // writes counts, gathered entries (below `cap`) and per-tile results within the
         // buffers order.rs sizes for them.
-        let (order_pipeline, order_layout) =
-            unsafe { kernel(&device, "order_stats", format!("{VALUES}\n{ORDER}"), &order_entries) };
+        let order_layout = self::layout(&device, "order_stats", &order_entries);
+        let order = |kind: u32| unsafe {
+            // The pass as a constant rather than a parameter: a pipeline compiled for one pass
+            // holds none of the others' code and registers.
+            kernel(&device, "order_stats", format!("const KIND: u32 = {kind}u;\n{VALUES}\n{ORDER}"), &order_layout)
+        };
+        let order_pipelines = [0, 1, 2].map(order);
         if let Some(e) = block_on(scope.pop()) {
             return Err(GpuError::Device(format!("the fused kernels did not compile: {e}")));
         }
@@ -121,7 +128,7 @@ impl GpuMetrics {
             queue,
             pipeline,
             layout,
-            order_pipeline,
+            order_pipelines,
             order_layout,
             exact_close,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
@@ -205,8 +212,8 @@ unsafe fn kernel(
     device: &wgpu::Device,
     label: &str,
     source: String,
-    entries: &[wgpu::BindGroupLayoutEntry],
-) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    layout: &wgpu::BindGroupLayout,
+) -> wgpu::ComputePipeline {
     // SAFETY: the caller's promise (above).
     let module = unsafe {
         device.create_shader_module_trusted(
@@ -214,20 +221,23 @@ unsafe fn kernel(
             wgpu::ShaderRuntimeChecks::unchecked(),
         )
     };
-    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
         layout: Some(&device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(label),
-            bind_group_layouts: &[Some(&layout)],
+            bind_group_layouts: &[Some(layout)],
             immediate_size: 0,
         })),
         module: &module,
         entry_point: Some("main"),
         compilation_options: Default::default(),
         cache: None,
-    });
-    (pipeline, layout)
+    })
+}
+
+/// The bind group layout of `entries`.
+fn layout(device: &wgpu::Device, label: &str, entries: &[wgpu::BindGroupLayoutEntry]) -> wgpu::BindGroupLayout {
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ impl<'g> OrderRun<'g> {
         let oom = g.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = g.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut keys = vec![0u32; KEY_WORDS];
-        let (mut kind, mut shifts, mut n_te, mut n_tu, mut n_groups) = (0u32, [0u32; 4], 0, 0, 0);
+        let (mut kind, mut shifts, mut n_te, mut n_tu, mut n_groups) = (0usize, [0u32; 4], 0, 0, 0);
         match pass {
             Pass::Level1 => {
                 if edges.len() > MAX_EDGES {
@@ -227,7 +227,6 @@ impl<'g> OrderRun<'g> {
                     b.first_tile as u32,
                     b.tiles as u32,
                     self.elem.code(),
-                    kind,
                     edges.len() as u32,
                     GATHER_CAP as u32,
                     shifts[0],
@@ -240,6 +239,7 @@ impl<'g> OrderRun<'g> {
                     // ULP distances counted: both sides have one float dtype (`compare` checks).
                     1,
                     floor.to_bits(),
+                    0,
                     0,
                     0,
                     0,
@@ -276,7 +276,7 @@ impl<'g> OrderRun<'g> {
                 label: Some("order_stats"),
                 timestamp_writes: None,
             });
-            cp.set_pipeline(&g.order_pipeline);
+            cp.set_pipeline(&g.order_pipelines[kind]);
             for (group, (x, y)) in &groups {
                 cp.set_bind_group(0, group, &[]);
                 cp.dispatch_workgroups(*x, *y, 1);
