@@ -2,143 +2,143 @@
 //! independent accumulators: element i of the block goes to lane i % LANES, and the lanes
 //! combine in a fixed order at the end, so the result does not depend on the instruction set.
 //!
-//! The quantities are written on [`F8`], eight lanes at a time, each operation spelt out lane by
-//! lane: the compiler packs each into one AVX-512 instruction (two in AVX2, four in SSE2).
-//! Written on scalars per lane instead, sweeps of more than four quantities stayed scalar
-//! (2026-12-06: one add instruction per quantity and element). The rare paths with NaN or Inf
-//! (`Moments::of_lanes`, `Floored::of`) keep scalar loops of their own.
+//! The quantities are written on [`F`]`<W>`, `W` lanes at a time, each operation spelt out lane
+//! by lane: the compiler packs each into vector instructions. Written on scalars per lane
+//! instead, sweeps of more than four quantities stayed scalar (2026-12-06: one add instruction
+//! per quantity and element). The rare paths with NaN or Inf (`Moments::of_lanes`,
+//! `Floored::of`) keep scalar loops of their own.
 //!
-//! Why eight lanes and not four: the lane count fixes the summation order, so it is one for
-//! every machine (the same files give the same bits everywhere), and it is a trade. On this
-//! project's 2-core Xeon VM (2026-12-06, 2 x 1 GiB float32, median of 4-6 alternated runs),
-//! eight lanes took the AVX-512 build from 1.51 to 1.34 s, and cost the AVX2 build (forced with
-//! `SAMPLEDIFF_SIMD=avx2`) 1.52 -> 1.66 s and the SSE2 baseline 2.51 -> 2.79 s: with 16 vector
-//! registers a sweep's eight-lane accumulators no longer all fit. Machines that compare large
-//! files are mostly servers, and those have AVX-512.
+//! Why eight lanes: the lane count fixes the summation order, so it is one for every machine
+//! (the same files give the same bits everywhere); eight fill an AVX-512 register. A sweep of
+//! ten quantities then needs twenty AVX2 registers of the sixteen there are, so narrower
+//! machines compute the eight lanes `W` at a time ([`lanes`]' `W`: 8 for AVX-512, 4 for AVX2,
+//! 2 otherwise), each group's accumulators in registers, each lane summing the same elements
+//! in the same order. On this project's 2-core Xeon VM (2026-12-06), eight lanes computed all
+//! at once had taken the AVX-512 build from 1.51 to 1.34 s and cost the AVX2 build 1.52 ->
+//! 1.66 s and the SSE2 baseline 2.51 -> 2.79 s (2 x 1 GiB float32). Computed `W` at a time
+//! (2026-12-08, the 2-core AMD VM, same files, same report bytes): AVX2 1.50 -> 1.38 s, SSE2
+//! 3.0 -> 2.1 s (medians of alternated runs).
 
 use std::ops::{Add, Div, Mul, Sub};
 
-/// `[e(0), e(1), .., e(7)]`: every lane spelt out.
-macro_rules! each {
-    (|$l:ident| $e:expr) => {{
-        let f = |$l: usize| $e;
-        [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)]
-    }};
+/// `[e(0), e(1), .., e(W - 1)]`: every lane spelt out (a loop of constant length, unrolled).
+#[inline(always)]
+fn each<T: Copy + Default, const W: usize>(e: impl Fn(usize) -> T) -> [T; W] {
+    let mut v = [T::default(); W];
+    for (l, x) in v.iter_mut().enumerate() {
+        *x = e(l);
+    }
+    v
 }
 
 /// Independent accumulators per quantity.
 pub(crate) const LANES: usize = 8;
 
-/// Eight lanes of f64.
+/// `W` lanes of f64.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct F8(pub [f64; LANES]);
+pub(crate) struct F<const W: usize>(pub [f64; W]);
 
-/// Eight lane conditions, each all ones or all zeros (the form vector compares give, and
+/// `W` lane conditions, each all ones or all zeros (the form vector compares give, and
 /// selects take, without conversion: as `bool`s they stayed partly scalar).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct M8(pub [u64; LANES]);
+pub(crate) struct M<const W: usize>(pub [u64; W]);
 
-impl F8 {
+impl<const W: usize> F<W> {
     #[inline(always)]
     pub fn splat(v: f64) -> Self {
-        Self([v; LANES])
+        Self([v; W])
     }
 
     #[inline(always)]
-    fn zip(self, o: F8, f: impl Fn(f64, f64) -> f64) -> F8 {
+    fn zip(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
         let (x, y) = (self.0, o.0);
-        F8(each!(|l| f(x[l], y[l])))
+        F(each(|l| f(x[l], y[l])))
     }
 
     #[inline(always)]
-    fn test(self, o: F8, f: impl Fn(f64, f64) -> bool) -> M8 {
+    fn test(self, o: Self, f: impl Fn(f64, f64) -> bool) -> M<W> {
         let (x, y) = (self.0, o.0);
-        M8(each!(|l| (f(x[l], y[l]) as u64).wrapping_neg()))
+        M(each(|l| (f(x[l], y[l]) as u64).wrapping_neg()))
     }
 
     #[inline(always)]
-    pub fn abs(self) -> F8 {
+    pub fn abs(self) -> Self {
         self.zip(self, |x, _| x.abs())
     }
 
     #[inline(always)]
-    pub fn lt(self, o: F8) -> M8 {
+    pub fn lt(self, o: Self) -> M<W> {
         self.test(o, |x, y| x < y)
     }
 
     #[inline(always)]
-    pub fn le(self, o: F8) -> M8 {
+    pub fn le(self, o: Self) -> M<W> {
         self.test(o, |x, y| x <= y)
     }
 
     #[inline(always)]
-    pub fn gt(self, o: F8) -> M8 {
+    pub fn gt(self, o: Self) -> M<W> {
         self.test(o, |x, y| x > y)
     }
 
     #[inline(always)]
-    pub fn ge(self, o: F8) -> M8 {
+    pub fn ge(self, o: Self) -> M<W> {
         self.test(o, |x, y| x >= y)
     }
 
     #[inline(always)]
-    pub fn eq(self, o: F8) -> M8 {
+    pub fn eq(self, o: Self) -> M<W> {
         self.test(o, |x, y| x == y)
     }
 
     #[inline(always)]
-    pub fn ne(self, o: F8) -> M8 {
+    pub fn ne(self, o: Self) -> M<W> {
         self.test(o, |x, y| x != y)
     }
 
     #[inline(always)]
-    pub fn is_finite(self) -> M8 {
+    pub fn is_finite(self) -> M<W> {
         self.test(self, |x, _| x.is_finite())
     }
 }
 
-impl M8 {
+impl<const W: usize> M<W> {
     #[inline(always)]
-    fn zip(self, o: M8, f: impl Fn(u64, u64) -> u64) -> M8 {
+    fn zip(self, o: Self, f: impl Fn(u64, u64) -> u64) -> Self {
         let (x, y) = (self.0, o.0);
-        M8(each!(|l| f(x[l], y[l])))
+        M(each(|l| f(x[l], y[l])))
     }
 
     #[inline(always)]
-    pub fn and(self, o: M8) -> M8 {
+    pub fn and(self, o: Self) -> Self {
         self.zip(o, |x, y| x & y)
     }
 
     #[inline(always)]
-    pub fn not(self) -> M8 {
+    pub fn not(self) -> Self {
         self.zip(self, |x, _| !x)
-    }
-
-    #[inline(always)]
-    fn bits(v: F8) -> [u64; LANES] {
-        v.0.map(f64::to_bits)
     }
 
     /// `a` where the condition holds, else `b` (bitwise).
     #[inline(always)]
-    pub fn select(self, a: F8, b: F8) -> F8 {
-        let (m, a, b) = (self.0, M8::bits(a), M8::bits(b));
-        F8(each!(|l| f64::from_bits((m[l] & a[l]) | (!m[l] & b[l]))))
+    pub fn select(self, a: F<W>, b: F<W>) -> F<W> {
+        let (m, a, b) = (self.0, a.0.map(f64::to_bits), b.0.map(f64::to_bits));
+        F(each(|l| f64::from_bits((m[l] & a[l]) | (!m[l] & b[l]))))
     }
 
     /// 1.0 where the condition holds, else 0.0: counts summed as f64 (exact below 2^53).
     #[inline(always)]
-    pub fn one(self) -> F8 {
-        self.select(F8::splat(1.0), F8::splat(0.0))
+    pub fn one(self) -> F<W> {
+        self.select(F::splat(1.0), F::splat(0.0))
     }
 }
 
 macro_rules! lanewise {
     ($trait:ident, $method:ident, $op:tt) => {
-        impl $trait for F8 {
-            type Output = F8;
+        impl<const W: usize> $trait for F<W> {
+            type Output = F<W>;
             #[inline(always)]
-            fn $method(self, o: F8) -> F8 {
+            fn $method(self, o: F<W>) -> F<W> {
                 self.zip(o, |x, y| x $op y)
             }
         }
@@ -200,40 +200,51 @@ impl Op {
     }
 }
 
-/// `Q` quantities of every pair (`f` of eight pairs at a time) reduced over the block.
+/// `Q` quantities of every pair (`f` of `W` pairs at a time) reduced over the block, in
+/// [`LANES`] lanes computed `W` at a time (`W` divides `LANES`). `W` changes which instructions
+/// run, never the result. `f` is called in two loops: callers mark it `#[inline(always)]`, as
+/// the compiler once left one out of line (2026-12-08: 2.4 s against 1.4 s).
 #[inline(always)]
-pub(crate) fn lanes<const Q: usize>(a: &[f64], b: &[f64], f: impl Fn(F8, F8) -> [F8; Q], ops: [Op; Q]) -> [f64; Q] {
-    let mut acc: [F8; Q] = ops.map(|op| F8::splat(op.identity()));
+pub(crate) fn lanes<const W: usize, const Q: usize>(
+    a: &[f64],
+    b: &[f64],
+    f: impl Fn(F<W>, F<W>) -> [F<W>; Q],
+    ops: [Op; Q],
+) -> [f64; Q] {
+    let mut acc = [[0.0; LANES]; Q];
     let whole = a.len() / LANES * LANES;
-    for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
-        let v = f(F8(each!(|l| ca[l])), F8(each!(|l| cb[l])));
+    for g in (0..LANES).step_by(W) {
+        // Lanes g .. g + W over the whole block, their accumulators in registers.
+        let mut part: [F<W>; Q] = ops.map(|op| F::splat(op.identity()));
+        for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
+            let (ga, gb) = (&ca[g..g + W], &cb[g..g + W]);
+            let v = f(F(each(|l| ga[l])), F(each(|l| gb[l])));
+            for q in 0..Q {
+                let op = ops[q];
+                part[q] = part[q].zip(v[q], |a, v| op.apply(a, v));
+            }
+        }
         for q in 0..Q {
-            let op = ops[q];
-            acc[q] = acc[q].zip(v[q], |a, v| op.apply(a, v));
+            acc[q][g..g + W].copy_from_slice(&part[q].0);
         }
     }
-    // The last few pairs: in lanes 0.., the unused lanes computed on zeros and left out. They
-    // go into accumulators of their own, then into the main ones (x + 0.0 is x: no
-    // accumulator starting at +0.0 becomes -0.0): indexed by a variable lane, the main ones
-    // lived in memory, and the loop above stored every one of them on every step.
+    // The last few pairs: in lanes 0.., the unused lanes computed on zeros and left out (x +
+    // 0.0 is x: no accumulator starting at +0.0 becomes -0.0).
     let tail = a.len() - whole;
     if tail > 0 {
         let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
         x[..tail].copy_from_slice(&a[whole..]);
         y[..tail].copy_from_slice(&b[whole..]);
-        let v = f(F8(x), F8(y));
-        let mut last: [F8; Q] = ops.map(|op| F8::splat(op.identity()));
-        for q in 0..Q {
-            for l in 0..tail {
-                last[q].0[l] = ops[q].apply(last[q].0[l], v[q].0[l]);
+        for g in (0..tail).step_by(W) {
+            let v = f(F(each(|l| x[g + l])), F(each(|l| y[g + l])));
+            for q in 0..Q {
+                for l in 0..W.min(tail - g) {
+                    acc[q][g + l] = ops[q].apply(acc[q][g + l], v[q].0[l]);
+                }
             }
         }
-        for q in 0..Q {
-            let op = ops[q];
-            acc[q] = acc[q].zip(last[q], |a, v| op.apply(a, v));
-        }
     }
-    std::array::from_fn(|q| ops[q].fold(acc[q].0))
+    std::array::from_fn(|q| ops[q].fold(acc[q]))
 }
 
 /// Sum of the lanes in a fixed order.
@@ -247,24 +258,39 @@ mod tests {
     use super::*;
 
     /// Lane l holds elements l, l + 8, ... in order, the tail included; lanes combine as
-    /// ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)).
+    /// ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)); the same bits whatever the width.
     #[test]
-    fn lanes_reduce_in_the_documented_order() {
-        let a: Vec<f64> = (0..1023).map(|i| ((i * 7919) % 1013) as f64 * 0.1 - 40.0).collect();
-        let b: Vec<f64> = a.iter().map(|x| x * 0.5 + 1.0).collect();
-        let [sum, max, min] = lanes(&a, &b, |x, y| [x * y, x - y, x - y], [Op::Add, Op::Max, Op::Min]);
-        let mut acc = [0.0; LANES];
-        a.iter().zip(&b).enumerate().for_each(|(i, (x, y))| acc[i % LANES] += x * y);
-        assert_eq!(sum.to_bits(), fold(acc).to_bits());
-        let d = a.iter().zip(&b).map(|(x, y)| x - y);
-        assert_eq!((max, min), (d.clone().fold(f64::MIN, f64::max), d.fold(f64::MAX, f64::min)));
+    fn lanes_reduce_in_the_documented_order_at_every_width() {
+        fn check<const W: usize>(n: usize) {
+            let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 * 0.1 - 40.0).collect();
+            let b: Vec<f64> = a.iter().map(|x| x * 0.5 + 1.0).collect();
+            let f = |x: F<W>, y: F<W>| [x * y, x - y, x - y, (x - y).abs()];
+            let [sum, max, min, sum_ad] = lanes(&a, &b, f, [Op::Add, Op::Max, Op::Min, Op::Add]);
+            let (mut acc, mut acc_ad) = ([0.0; LANES], [0.0; LANES]);
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                acc[i % LANES] += x * y;
+                acc_ad[i % LANES] += (x - y).abs();
+            }
+            assert_eq!((sum.to_bits(), sum_ad.to_bits()), (fold(acc).to_bits(), fold(acc_ad).to_bits()), "W {W} n {n}");
+            let d = a.iter().zip(&b).map(|(x, y)| x - y);
+            assert_eq!(
+                (max, min),
+                (d.clone().fold(f64::NEG_INFINITY, f64::max), d.fold(f64::INFINITY, f64::min)),
+                "W {W} n {n}"
+            );
+        }
+        for n in [0, 1, 3, 5, 8, 1021, 1023, 1024] {
+            check::<2>(n);
+            check::<4>(n);
+            check::<8>(n);
+        }
     }
 
     #[test]
     fn masks_select_and_count() {
-        let (x, y) = (F8([1.0, f64::NAN, -0.0, 3.0, 0.0, f64::INFINITY, -2.0, 0.5]), F8::splat(0.0));
+        let (x, y) = (F([1.0, f64::NAN, -0.0, 3.0, 0.0, f64::INFINITY, -2.0, 0.5]), F::splat(0.0));
         let picked = [1.0, 9.0, 9.0, 3.0, 9.0, f64::INFINITY, 9.0, 0.5];
-        assert_eq!(x.gt(y).select(x, F8::splat(9.0)).0.map(f64::to_bits), picked.map(f64::to_bits));
+        assert_eq!(x.gt(y).select(x, F::splat(9.0)).0.map(f64::to_bits), picked.map(f64::to_bits));
         assert_eq!(x.is_finite().and(x.ne(y)).one().0, [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
         assert_eq!(x.eq(y).not().one().0, [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
     }

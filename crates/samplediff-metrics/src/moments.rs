@@ -9,7 +9,7 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
-use crate::lanes::{F8, LANES, Op, fold, lanes};
+use crate::lanes::{F, LANES, Op, fold, lanes};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -140,30 +140,31 @@ impl Moments {
     /// relative error's floor when already known. (Also how a GPU pass's host share, the few
     /// pairs it leaves, is measured.)
     pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
-        Self::of_block(a, b, tol, floor, all_finite(a, b))
+        // Compiled for the baseline instruction set: two lanes at a time (same bits).
+        Self::of_block::<2>(a, b, tol, floor, all_finite(a, b))
     }
 
     /// The statistics of one run, when the caller knows whether it is all finite
-    /// ([`all_finite`]).
+    /// ([`all_finite`]); `W`: the lanes computed at a time ([`lanes`]).
     #[inline(always)]
-    pub(crate) fn of_block(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>, finite: bool) -> Self {
+    pub(crate) fn of_block<const W: usize>(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>, finite: bool) -> Self {
         if finite {
-            let mut m = Self::of_finite(a, b, tol, floor);
-            m.centre::<true>(a, b);
+            let mut m = Self::of_finite::<W>(a, b, tol, floor);
+            m.centre::<W, true>(a, b);
             return m;
         }
         let mut m = match floor {
             Some(floor) => Self::of_lanes::<true>(a, b, tol, floor),
             None => Self::of_lanes::<false>(a, b, tol, 0.0),
         };
-        m.centre::<false>(a, b);
+        m.centre::<W, false>(a, b);
         m
     }
 
     /// The first sweep of an all-finite block: the errors' sums and extremes and the values'
     /// (co-)sums.
     #[inline(always)]
-    fn finite_sums(a: &[f64], b: &[f64]) -> Self {
+    fn finite_sums<const W: usize>(a: &[f64], b: &[f64]) -> Self {
         let n = a.len();
         let mut m = Moments::default();
         m.c.numel = n as u64;
@@ -171,9 +172,10 @@ impl Moments {
         let [sum_ad, sum_ad2, max_ad, min_nz, sa, sb, sa2, sb2, sab] = lanes(
             a,
             b,
-            |x, y| {
+            #[inline(always)]
+            |x: F<W>, y: F<W>| {
                 let d = (x - y).abs();
-                let nonzero = d.gt(F8::splat(0.0)).select(d, F8::splat(f64::INFINITY));
+                let nonzero = d.gt(F::splat(0.0)).select(d, F::splat(f64::INFINITY));
                 [d, d * d, d, nonzero, x, y, x * x, y * y, x * y]
             },
             [Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add],
@@ -187,12 +189,13 @@ impl Moments {
     /// short sweeps over the block (in L1) instead of one long one, so each sweep's
     /// accumulators stay in registers. Same lanes as [`Moments::of_lanes`], same sums.
     #[inline(always)]
-    fn of_finite(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
-        let mut m = Self::finite_sums(a, b);
+    fn of_finite<const W: usize>(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
+        let mut m = Self::finite_sums::<W>(a, b);
         let [sum_rel, max_rel, close, b_zero] = lanes(
             a,
             b,
-            |x, y| {
+            #[inline(always)]
+            |x: F<W>, y: F<W>| {
                 let p = PairTerms::of(x, y, tol);
                 [p.rel, p.rel, p.close, p.b_zero]
             },
@@ -211,16 +214,17 @@ impl Moments {
     /// the band's sums share the relative error's division and sweep (one division and one
     /// sweep per pair fewer than computing them apart; same lanes, same bits).
     #[inline(always)]
-    pub(crate) fn of_finite_in_band(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
-        let mut m = Self::finite_sums(a, b);
+    pub(crate) fn of_finite_in_band<const W: usize>(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
+        let mut m = Self::finite_sums::<W>(a, b);
         let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes(
             a,
             b,
-            |x, y| {
+            #[inline(always)]
+            |x: F<W>, y: F<W>| {
                 let PairTerms { d, ay, rel, close, b_zero } = PairTerms::of(x, y, tol);
-                let (zero, ninf) = (F8::splat(0.0), F8::splat(f64::NEG_INFINITY));
+                let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
                 // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
-                let (hi, lo) = (ay.ge(F8::splat(band.hi)), ay.lt(F8::splat(band.lo)));
+                let (hi, lo) = (ay.ge(F::splat(band.hi)), ay.lt(F::splat(band.lo)));
                 [
                     rel,
                     rel,
@@ -238,7 +242,7 @@ impl Moments {
         );
         (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
         (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
-        m.centre::<true>(a, b);
+        m.centre::<W, true>(a, b);
         let block = BandBlock { n_hi: n_hi as u64, n_lo: n_lo as u64, sum_hi, max_hi, sum_lo, max_lo };
         (m, block)
     }
@@ -264,7 +268,7 @@ impl Moments {
     /// Moments about the block's own means: a second sweep over the block (in cache).
     /// `FINITE`: the block has no NaN or Inf, so no pair needs masking.
     #[inline(always)]
-    fn centre<const FINITE: bool>(&mut self, a: &[f64], b: &[f64]) {
+    fn centre<const W: usize, const FINITE: bool>(&mut self, a: &[f64], b: &[f64]) {
         let n = self.c.finite;
         if n == 0 {
             return;
@@ -273,13 +277,14 @@ impl Moments {
         let [saa, sbb, sab] = lanes(
             a,
             b,
-            |x, y| {
-                let (dx, dy) = (x - F8::splat(ma), y - F8::splat(mb));
+            #[inline(always)]
+            |x: F<W>, y: F<W>| {
+                let (dx, dy) = (x - F::splat(ma), y - F::splat(mb));
                 let (dx, dy) = if FINITE {
                     (dx, dy)
                 } else {
                     let fin = x.is_finite().and(y.is_finite());
-                    (fin.select(dx, F8::splat(0.0)), fin.select(dy, F8::splat(0.0)))
+                    (fin.select(dx, F::splat(0.0)), fin.select(dy, F::splat(0.0)))
                 };
                 [dx * dx, dy * dy, dx * dy]
             },
@@ -452,25 +457,25 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0 && den.is_finite()).then(|| num / den)
 }
 
-/// What both all-finite sweeps need of eight pairs: |a-b|, |b|, the relative error (0 where
+/// What both all-finite sweeps need of `W` pairs: |a-b|, |b|, the relative error (0 where
 /// b == 0) and the isclose and b == 0 counts.
-struct PairTerms {
-    d: F8,
-    ay: F8,
-    rel: F8,
-    close: F8,
-    b_zero: F8,
+struct PairTerms<const W: usize> {
+    d: F<W>,
+    ay: F<W>,
+    rel: F<W>,
+    close: F<W>,
+    b_zero: F<W>,
 }
 
-impl PairTerms {
+impl<const W: usize> PairTerms<W> {
     #[inline(always)]
-    fn of(x: F8, y: F8, tol: Tol) -> Self {
-        let (d, ay, zero) = ((x - y).abs(), y.abs(), F8::splat(0.0));
+    fn of(x: F<W>, y: F<W>, tol: Tol) -> Self {
+        let (d, ay, zero) = ((x - y).abs(), y.abs(), F::splat(0.0));
         Self {
             d,
             ay,
             rel: y.ne(zero).select(d / ay, zero),
-            close: d.le(ay * F8::splat(tol.rtol) + F8::splat(tol.atol)).one(),
+            close: d.le(ay * F::splat(tol.rtol) + F::splat(tol.atol)).one(),
             b_zero: y.eq(zero).one(),
         }
     }

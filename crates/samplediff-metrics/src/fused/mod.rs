@@ -340,16 +340,17 @@ impl<'a> Kernel<'a> {
                 return unsafe { self.main_pass_avx2(l, c) };
             }
         }
-        self.main_pass_body::<0>(l, c)
+        // Two lanes at a time: SSE2's and NEON's f64 width, sixteen registers or more.
+        self.main_pass_body::<2>(l, c)
     }
 
-    /// The lane loops vectorise 4 wide in AVX2 (2 wide in the baseline's SSE2). No FMA is
-    /// enabled and Rust never reorders float operations, so the results are the same bits
-    /// either way.
+    /// The lane loops vectorise 4 wide in AVX2, the eight lanes four at a time (see
+    /// `crate::lanes`). No FMA is enabled and Rust never reorders float operations, so the
+    /// results are the same bits either way.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn main_pass_avx2(&self, l: &mut Local, c: usize) -> Part {
-        self.main_pass_body::<1>(l, c)
+        self.main_pass_body::<4>(l, c)
     }
 
     /// The same lanes with AVX-512's instructions, eight f64 to a register (masks, selects,
@@ -357,13 +358,14 @@ impl<'a> Kernel<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq,avx512bw")]
     unsafe fn main_pass_avx512(&self, l: &mut Local, c: usize) -> Part {
-        self.main_pass_body::<2>(l, c)
+        self.main_pass_body::<8>(l, c)
     }
 
-    /// The main pass (`_SIMD`: one instantiation per caller, so that every closure inside is
-    /// inlined into the function compiled for its instruction set).
+    /// The main pass, its sweeps computing `W` lanes at a time (one instantiation per caller,
+    /// so that every closure inside is inlined into the function compiled for its
+    /// instruction set).
     #[inline(always)]
-    fn main_pass_body<const _SIMD: u8>(&self, l: &mut Local, c: usize) -> Part {
+    fn main_pass_body<const W: usize>(&self, l: &mut Local, c: usize) -> Part {
         let mut part = Part::default();
         part.worst.gate = l.worst_gate;
         let mut blocks = Blocks::new(self, c);
@@ -374,16 +376,16 @@ impl<'a> Kernel<'a> {
             let finite = all_finite(fa, fb);
             let m = match self.plan.band {
                 Some(band) if finite => {
-                    let (m, sums) = Moments::of_finite_in_band(fa, fb, self.tol, band);
+                    let (m, sums) = Moments::of_finite_in_band::<W>(fa, fb, self.tol, band);
                     let n_in = fa.len() - (sums.n_hi + sums.n_lo) as usize;
                     part.band.add_block(sums, n_in, fa, fb, band, &mut l.gathered);
                     m
                 }
                 Some(band) => {
-                    part.band.add(fa, fb, band, &mut l.gathered);
-                    Moments::of_block(fa, fb, self.tol, self.floor, false)
+                    part.band.add::<W>(fa, fb, band, &mut l.gathered);
+                    Moments::of_block::<W>(fa, fb, self.tol, self.floor, false)
                 }
-                None => Moments::of_block(fa, fb, self.tol, self.floor, finite),
+                None => Moments::of_block::<W>(fa, fb, self.tol, self.floor, finite),
             };
             part.global.merge(&m);
             if let Some((step, n)) = self.slicing.channels {

@@ -19,7 +19,7 @@ use super::decode::{BLOCK, decode, ulp_distances};
 use std::array::from_fn;
 
 use super::select::COLLECT_BUDGET;
-use crate::lanes::{F8, Op, lanes};
+use crate::lanes::{F, Op, lanes};
 use crate::moments::{Band, BandBlock, Floored, abs_diff};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -259,7 +259,7 @@ impl Windows {
 
     /// [`Windows::offer_block`]'s counting loop for `W` windows; whether any value is inside a
     /// window that keeps its values.
-    /// (Written on scalars, the compiler vectorises it better than written on [`F8`].)
+    /// (Written on scalars, the compiler vectorises it better than written on [`F`].)
     #[inline(always)]
     fn count<const W: usize>(&self, values: &[f64], flags: &mut [u64], out: &mut WindowsOut) -> bool {
         let (lo, hi): ([f64; W], [f64; W]) = (from_fn(|w| self.spans[w].0), from_fn(|w| self.spans[w].1));
@@ -431,16 +431,17 @@ impl BandSums {
     /// One block of decoded pairs that may hold NaN or Inf; `g` counts the pairs kept. (An
     /// all-finite block's sums come with its moments: [`BandSums::add_block`].)
     #[inline(always)]
-    pub fn add(&mut self, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
+    pub fn add<const W: usize>(&mut self, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
         // A branch-free sweep (it vectorises), then, only if some pair fell inside the band, a
         // second to keep those pairs.
         let [sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo, n_in] = lanes(
             a,
             b,
-            |x, y| {
-                let (zero, ninf) = (F8::splat(0.0), F8::splat(f64::NEG_INFINITY));
+            #[inline(always)]
+            |x: F<W>, y: F<W>| {
+                let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
                 let (d, ab, fin) = ((x - y).abs(), y.abs(), x.is_finite().and(y.is_finite()));
-                let (hi, lo) = (fin.and(ab.ge(F8::splat(band.hi))), fin.and(ab.lt(F8::splat(band.lo))));
+                let (hi, lo) = (fin.and(ab.ge(F::splat(band.hi))), fin.and(ab.lt(F::splat(band.lo))));
                 let r = hi.select(d / ab, zero);
                 let inside = fin.and(hi.not()).and(lo.not());
                 [r, hi.select(r, ninf), lo.select(d, zero), lo.select(d, ninf), hi.one(), lo.one(), inside.one()]
@@ -518,7 +519,7 @@ mod tests {
         let (mut sums, mut g) = (BandSums::default(), Gathered::new(&plan));
         for (ca, cb) in a.chunks(1000).zip(b.chunks(1000)) {
             let mut part = BandSums::default();
-            part.add(ca, cb, band, &mut g);
+            part.add::<4>(ca, cb, band, &mut g);
             sums.merge(part);
         }
         for floor in [0.01, 0.05, 0.199] {
