@@ -211,6 +211,7 @@ pub(crate) fn lanes<const W: usize, const Q: usize>(
     f: impl Fn(F<W>, F<W>) -> [F<W>; Q],
     ops: [Op; Q],
 ) -> [f64; Q] {
+    const { assert!(W > 0 && LANES % W == 0) };
     let mut acc = [[0.0; LANES]; Q];
     let whole = a.len() / LANES * LANES;
     for g in (0..LANES).step_by(W) {
@@ -228,8 +229,8 @@ pub(crate) fn lanes<const W: usize, const Q: usize>(
             acc[q][g..g + W].copy_from_slice(&part[q].0);
         }
     }
-    // The last few pairs: in lanes 0.., the unused lanes computed on zeros and left out (x +
-    // 0.0 is x: no accumulator starting at +0.0 becomes -0.0).
+    // The last few pairs, each the last of its lane 0..: the unused lanes computed on zeros
+    // and left out.
     let tail = a.len() - whole;
     if tail > 0 {
         let (mut x, mut y) = ([0.0; LANES], [0.0; LANES]);
