@@ -211,7 +211,7 @@ pub(crate) fn lanes<const W: usize, const Q: usize>(
     f: impl Fn(F<W>, F<W>) -> [F<W>; Q],
     ops: [Op; Q],
 ) -> [f64; Q] {
-    const { assert!(W > 0 && LANES % W == 0) };
+    const { assert!(W > 0 && LANES.is_multiple_of(W)) };
     let mut acc = [[0.0; LANES]; Q];
     let whole = a.len() / LANES * LANES;
     for g in (0..LANES).step_by(W) {
