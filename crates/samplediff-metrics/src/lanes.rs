@@ -34,6 +34,10 @@ fn each<T: Copy + Default, const W: usize>(e: impl Fn(usize) -> T) -> [T; W] {
 /// Independent accumulators per quantity.
 pub(crate) const LANES: usize = 8;
 
+/// Lanes computed at a time by code built for the baseline instruction set: the f64 width of
+/// SSE2, NEON and wasm's simd128, each with sixteen registers or more.
+pub(crate) const BASELINE_WIDTH: usize = 2;
+
 /// `W` lanes of f64.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct F<const W: usize>(pub [f64; W]);

@@ -9,7 +9,7 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
-use crate::lanes::{F, LANES, Op, fold, lanes};
+use crate::lanes::{BASELINE_WIDTH, F, LANES, Op, fold, lanes};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -140,8 +140,7 @@ impl Moments {
     /// relative error's floor when already known. (Also how a GPU pass's host share, the few
     /// pairs it leaves, is measured.)
     pub fn of(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
-        // Compiled for the baseline instruction set: two lanes at a time (same bits).
-        Self::of_block::<2>(a, b, tol, floor, all_finite(a, b))
+        Self::of_block::<BASELINE_WIDTH>(a, b, tol, floor, all_finite(a, b))
     }
 
     /// The statistics of one run, when the caller knows whether it is all finite

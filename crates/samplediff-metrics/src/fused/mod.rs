@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use samplediff_formats::RawTensor;
 
 use crate::compare::{Begin, begin, unravel};
+use crate::lanes::BASELINE_WIDTH;
 use crate::moments::{Floored, Moments, Tol, abs_diff, all_finite};
 use crate::options::CompareOptions;
 use crate::quantiles::{decade_histogram, percentiles, quantile_positions};
@@ -340,8 +341,7 @@ impl<'a> Kernel<'a> {
                 return unsafe { self.main_pass_avx2(l, c) };
             }
         }
-        // Two lanes at a time: SSE2's and NEON's f64 width, sixteen registers or more.
-        self.main_pass_body::<2>(l, c)
+        self.main_pass_body::<BASELINE_WIDTH>(l, c)
     }
 
     /// The lane loops vectorise 4 wide in AVX2, the eight lanes four at a time (see
