@@ -161,7 +161,32 @@ pub(crate) enum Op {
     Min,
 }
 
+/// The reductions of a sweep's `Q` quantities as one number, two bits each, for [`lanes`]'
+/// const parameter: the compiler then builds every sweep for its own reductions. Given as an
+/// array argument instead, the ten-quantity sweep kept the ops in registers and branched on
+/// each inside its loop (2026-12-08: four instructions per quantity and step).
+pub(crate) const fn ops<const Q: usize>(ops: [Op; Q]) -> u32 {
+    assert!(Q <= 16, "two bits per quantity in a u32");
+    let mut code = 0;
+    let mut q = 0;
+    while q < Q {
+        code |= (ops[q] as u32) << (2 * q);
+        q += 1;
+    }
+    code
+}
+
 impl Op {
+    /// Quantity `q`'s op in a code made by [`ops`].
+    #[inline(always)]
+    const fn nth(code: u32, q: usize) -> Op {
+        match (code >> (2 * q)) & 3 {
+            0 => Op::Add,
+            1 => Op::Max,
+            _ => Op::Min,
+        }
+    }
+
     fn identity(self) -> f64 {
         match self {
             Op::Add => 0.0,
@@ -204,28 +229,28 @@ impl Op {
     }
 }
 
-/// `Q` quantities of every pair (`f` of `W` pairs at a time) reduced over the block, in
-/// [`LANES`] lanes computed `W` at a time (`W` divides `LANES`). `W` changes which instructions
-/// run, never the result. `f` is called in two loops: callers mark it `#[inline(always)]`, as
-/// the compiler once left one out of line (2026-12-08: 2.4 s against 1.4 s).
+/// `Q` quantities of every pair (`f` of `W` pairs at a time) reduced over the block as `OPS`
+/// says (made by [`ops`]), in [`LANES`] lanes computed `W` at a time (`W` divides `LANES`).
+/// `W` changes which instructions run, never the result. `f` is called in two loops: callers
+/// mark it `#[inline(always)]`, as the compiler once left one out of line (2026-12-08: 2.4 s
+/// against 1.4 s).
 #[inline(always)]
-pub(crate) fn lanes<const W: usize, const Q: usize>(
+pub(crate) fn lanes<const W: usize, const Q: usize, const OPS: u32>(
     a: &[f64],
     b: &[f64],
     f: impl Fn(F<W>, F<W>) -> [F<W>; Q],
-    ops: [Op; Q],
 ) -> [f64; Q] {
     const { assert!(W > 0 && LANES.is_multiple_of(W)) };
     let mut acc = [[0.0; LANES]; Q];
     let whole = a.len() / LANES * LANES;
     for g in (0..LANES).step_by(W) {
         // Lanes g .. g + W over the whole block, their accumulators in registers.
-        let mut part: [F<W>; Q] = ops.map(|op| F::splat(op.identity()));
+        let mut part: [F<W>; Q] = std::array::from_fn(|q| F::splat(Op::nth(OPS, q).identity()));
         for (ca, cb) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
             let (ga, gb) = (&ca[g..g + W], &cb[g..g + W]);
             let v = f(F(each(|l| ga[l])), F(each(|l| gb[l])));
             for q in 0..Q {
-                let op = ops[q];
+                let op = Op::nth(OPS, q);
                 part[q] = part[q].zip(v[q], |a, v| op.apply(a, v));
             }
         }
@@ -244,12 +269,12 @@ pub(crate) fn lanes<const W: usize, const Q: usize>(
             let v = f(F(each(|l| x[g + l])), F(each(|l| y[g + l])));
             for q in 0..Q {
                 for l in 0..W.min(tail - g) {
-                    acc[q][g + l] = ops[q].apply(acc[q][g + l], v[q].0[l]);
+                    acc[q][g + l] = Op::nth(OPS, q).apply(acc[q][g + l], v[q].0[l]);
                 }
             }
         }
     }
-    std::array::from_fn(|q| ops[q].fold(acc[q]))
+    std::array::from_fn(|q| Op::nth(OPS, q).fold(acc[q]))
 }
 
 /// Sum of the lanes in a fixed order.
@@ -270,7 +295,7 @@ mod tests {
             let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 * 0.1 - 40.0).collect();
             let b: Vec<f64> = a.iter().map(|x| x * 0.5 + 1.0).collect();
             let f = |x: F<W>, y: F<W>| [x * y, x - y, x - y, (x - y).abs()];
-            let [sum, max, min, sum_ad] = lanes(&a, &b, f, [Op::Add, Op::Max, Op::Min, Op::Add]);
+            let [sum, max, min, sum_ad] = lanes::<W, _, { ops([Op::Add, Op::Max, Op::Min, Op::Add]) }>(&a, &b, f);
             let (mut acc, mut acc_ad) = ([0.0; LANES], [0.0; LANES]);
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 acc[i % LANES] += x * y;

@@ -9,7 +9,7 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
-use crate::lanes::{BASELINE_WIDTH, F, LANES, Op, fold, lanes};
+use crate::lanes::{BASELINE_WIDTH, F, LANES, Op, fold, lanes, ops};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -168,17 +168,17 @@ impl Moments {
         let mut m = Moments::default();
         m.c.numel = n as u64;
         m.c.finite = n as u64;
-        let [sum_ad, sum_ad2, max_ad, min_nz, sa, sb, sa2, sb2, sab] = lanes(
-            a,
-            b,
-            #[inline(always)]
-            |x: F<W>, y: F<W>| {
-                let d = (x - y).abs();
-                let nonzero = d.gt(F::splat(0.0)).select(d, F::splat(f64::INFINITY));
-                [d, d * d, d, nonzero, x, y, x * x, y * y, x * y]
-            },
-            [Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add],
-        );
+        let [sum_ad, sum_ad2, max_ad, min_nz, sa, sb, sa2, sb2, sab] =
+            lanes::<W, _, { ops([Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add]) }>(
+                a,
+                b,
+                #[inline(always)]
+                |x: F<W>, y: F<W>| {
+                    let d = (x - y).abs();
+                    let nonzero = d.gt(F::splat(0.0)).select(d, F::splat(f64::INFINITY));
+                    [d, d * d, d, nonzero, x, y, x * x, y * y, x * y]
+                },
+            );
         (m.sum_ad, m.sum_ad2, m.max_ad, m.min_nonzero_ad) = (sum_ad, sum_ad2, max_ad, min_nz);
         (m.sum_a, m.sum_b, m.sum_a2, m.sum_b2, m.sum_ab) = (sa, sb, sa2, sb2, sab);
         m
@@ -190,7 +190,7 @@ impl Moments {
     #[inline(always)]
     fn of_finite<const W: usize>(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
         let mut m = Self::finite_sums::<W>(a, b);
-        let [sum_rel, max_rel, close, b_zero] = lanes(
+        let [sum_rel, max_rel, close, b_zero] = lanes::<W, _, { ops([Op::Add, Op::Max, Op::Add, Op::Add]) }>(
             a,
             b,
             #[inline(always)]
@@ -198,7 +198,6 @@ impl Moments {
                 let p = PairTerms::of(x, y, tol);
                 [p.rel, p.rel, p.close, p.b_zero]
             },
-            [Op::Add, Op::Max, Op::Add, Op::Add],
         );
         (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
         // Counts summed as f64 are exact (below 2^53 per block).
@@ -215,7 +214,11 @@ impl Moments {
     #[inline(always)]
     pub(crate) fn of_finite_in_band<const W: usize>(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
         let mut m = Self::finite_sums::<W>(a, b);
-        let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes(
+        let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes::<
+            W,
+            _,
+            { ops([Op::Add, Op::Max, Op::Add, Op::Add, Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add]) },
+        >(
             a,
             b,
             #[inline(always)]
@@ -237,7 +240,6 @@ impl Moments {
                     lo.one(),
                 ]
             },
-            [Op::Add, Op::Max, Op::Add, Op::Add, Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add],
         );
         (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
         (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
@@ -273,7 +275,7 @@ impl Moments {
             return;
         }
         let (ma, mb) = (self.sum_a / n as f64, self.sum_b / n as f64);
-        let [saa, sbb, sab] = lanes(
+        let [saa, sbb, sab] = lanes::<W, _, { ops([Op::Add; 3]) }>(
             a,
             b,
             #[inline(always)]
@@ -287,7 +289,6 @@ impl Moments {
                 };
                 [dx * dx, dy * dy, dx * dy]
             },
-            [Op::Add; 3],
         );
         (self.mean_a, self.mean_b, self.m2a, self.m2b, self.cab) = (ma, mb, saa, sbb, sab);
     }

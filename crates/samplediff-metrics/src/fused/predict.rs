@@ -19,7 +19,7 @@ use super::decode::{BLOCK, decode, ulp_distances};
 use std::array::from_fn;
 
 use super::select::COLLECT_BUDGET;
-use crate::lanes::{F, Op, lanes};
+use crate::lanes::{F, Op, lanes, ops};
 use crate::moments::{Band, BandBlock, Floored, abs_diff};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -434,20 +434,20 @@ impl BandSums {
     pub fn add<const W: usize>(&mut self, a: &[f64], b: &[f64], band: Band, g: &mut Gathered) {
         // A branch-free sweep (it vectorises), then, only if some pair fell inside the band, a
         // second to keep those pairs.
-        let [sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo, n_in] = lanes(
-            a,
-            b,
-            #[inline(always)]
-            |x: F<W>, y: F<W>| {
-                let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
-                let (d, ab, fin) = ((x - y).abs(), y.abs(), x.is_finite().and(y.is_finite()));
-                let (hi, lo) = (fin.and(ab.ge(F::splat(band.hi))), fin.and(ab.lt(F::splat(band.lo))));
-                let r = hi.select(d / ab, zero);
-                let inside = fin.and(hi.not()).and(lo.not());
-                [r, hi.select(r, ninf), lo.select(d, zero), lo.select(d, ninf), hi.one(), lo.one(), inside.one()]
-            },
-            [Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add, Op::Add],
-        );
+        let [sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo, n_in] =
+            lanes::<W, _, { ops([Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add, Op::Add]) }>(
+                a,
+                b,
+                #[inline(always)]
+                |x: F<W>, y: F<W>| {
+                    let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
+                    let (d, ab, fin) = ((x - y).abs(), y.abs(), x.is_finite().and(y.is_finite()));
+                    let (hi, lo) = (fin.and(ab.ge(F::splat(band.hi))), fin.and(ab.lt(F::splat(band.lo))));
+                    let r = hi.select(d / ab, zero);
+                    let inside = fin.and(hi.not()).and(lo.not());
+                    [r, hi.select(r, ninf), lo.select(d, zero), lo.select(d, ninf), hi.one(), lo.one(), inside.one()]
+                },
+            );
         // Counts summed as f64 are exact (a block is far below 2^53).
         let block = BandBlock { n_hi: n_hi as u64, n_lo: n_lo as u64, sum_hi, max_hi, sum_lo, max_lo };
         self.add_block(block, n_in as usize, a, b, band, g);
