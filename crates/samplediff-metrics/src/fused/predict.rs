@@ -257,11 +257,15 @@ impl Windows {
             if f.iter().fold(0, |a, &x| a | x) & keep == 0 {
                 continue;
             }
-            for (&f, &v) in f.iter().zip(v) {
-                if f & keep != 0 {
-                    // Windows are disjoint: a flag has one bit, its window's.
-                    out.inside[f.trailing_zeros() as usize].push(v);
-                }
+            // The group's kept values by their bits, not by a branch per value: a group with a
+            // flag nearly always has one, so this loop's exit is predicted where the branch on
+            // each value was not.
+            let mut kept = f.iter().enumerate().fold(0u32, |m, (j, &x)| m | (((x & keep != 0) as u32) << j));
+            while kept != 0 {
+                let j = kept.trailing_zeros() as usize;
+                // Windows are disjoint: a flag has one bit, its window's.
+                out.inside[f[j].trailing_zeros() as usize].push(v[j]);
+                kept &= kept - 1;
             }
         }
     }
