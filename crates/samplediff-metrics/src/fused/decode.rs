@@ -80,6 +80,29 @@ pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], finite: bool, mut 
     }
 }
 
+/// [`ulp_distances`] of an all-finite f32 block, as f64 (exact: below 2^33). The ordinals fit
+/// an i32 and their difference is taken in f64, so the loop needs neither 64-bit integers nor
+/// the u64-to-f64 conversion that AVX2 lacks (2026-12-08, `compare` of 2 x 16 MiB float32:
+/// 406.4M -> 396.4M instructions).
+#[inline(always)]
+pub(crate) fn ulp_distances_f32_finite(a: &[u8], b: &[u8], out: &mut [f64]) {
+    let n = out.len();
+    let (a, b) = (&a[..4 * n], &b[..4 * n]);
+    // Indexed (the bounds checks hoisted): written as zipped chunks, the loop stayed scalar.
+    for i in 0..n {
+        let word = |s: &[u8]| u32::from_le_bytes(s[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        out[i] = (ordinal_f32_finite_i32(word(a)) as f64 - ordinal_f32_finite_i32(word(b)) as f64).abs();
+    }
+}
+
+/// [`ordinal_f32_finite`] in an i32 (a finite f32's magnitude bits are below 2^31).
+#[inline(always)]
+fn ordinal_f32_finite_i32(bits: u32) -> i32 {
+    let mag = (bits & 0x7FFF_FFFF) as i32;
+    let neg = (bits as i32) >> 31; // 0 or -1
+    (mag ^ neg) - neg
+}
+
 /// [`ordinal`] for the bits of a finite f32: branch-free.
 #[inline(always)]
 fn ordinal_f32_finite(bits: u32) -> i64 {
@@ -109,8 +132,29 @@ mod tests {
             assert_eq!(ordinal_f32(bits), ordinal(DType::F32, &bits.to_le_bytes()), "{bits:#x}");
             if let Some(o) = ordinal_f32(bits) {
                 assert_eq!(ordinal_f32_finite(bits), o, "{bits:#x}");
+                assert_eq!(ordinal_f32_finite_i32(bits) as i64, o, "{bits:#x}");
             }
         }
+    }
+
+    #[test]
+    fn f32_distances_as_f64_agree_with_the_u64_ones() {
+        let bits = [0u32, 1, 0x3F80_0000, 0xBF80_0000, 0x8000_0000, 0x7F7F_FFFF, 0xFF7F_FFFF, 0x8000_0001, 0x0080_0000];
+        let (a, b): (Vec<u8>, Vec<u8>) = bits
+            .iter()
+            .flat_map(|&x| bits.iter().map(move |&y| (x, y)))
+            .map(|(x, y)| (x.to_le_bytes(), y.to_le_bytes()))
+            .fold((vec![], vec![]), |(mut a, mut b), (x, y)| {
+                a.extend(x);
+                b.extend(y);
+                (a, b)
+            });
+        let mut want = vec![];
+        ulp_distances(DType::F32, &a, &b, true, |d| want.push(d as f64));
+        let mut got = vec![0.0; want.len()];
+        ulp_distances_f32_finite(&a, &b, &mut got);
+        assert_eq!(got, want);
+        assert!(got.contains(&(2.0 * 0x7F7F_FFFF as f64)), "the widest distance, past 2^32");
     }
 
     #[test]

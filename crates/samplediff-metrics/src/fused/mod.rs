@@ -26,7 +26,7 @@ mod workers;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use samplediff_formats::RawTensor;
+use samplediff_formats::{DType, RawTensor};
 
 use crate::compare::{Begin, begin, unravel};
 use crate::lanes::BASELINE_WIDTH;
@@ -36,7 +36,7 @@ use crate::quantiles::{decade_histogram, percentiles, quantile_positions};
 use crate::report::{TensorReport, WorstElement};
 use crate::{Result, hints};
 use decades::Decades;
-use decode::{BLOCK, decode, ulp_distances};
+use decode::{BLOCK, decode, ulp_distances, ulp_distances_f32_finite};
 use predict::{BandSums, Gathered, Plan, Windows, WindowsOut};
 use select::{FirstPass, PassOut, Request, Selection};
 pub use workers::available_threads;
@@ -370,7 +370,7 @@ impl<'a> Kernel<'a> {
         part.worst.gate = l.worst_gate;
         let mut blocks = Blocks::new(self, c);
         // Zeroed once per chunk: per block it cost a sixth of the pass's instructions.
-        let mut s = Scratch { d: [0.0; BLOCK], values: [0.0; BLOCK], ulps: [0; BLOCK], flags: [0; BLOCK] };
+        let mut s = Scratch { d: [0.0; BLOCK], values: [0.0; BLOCK], flags: [0; BLOCK] };
         while let Some((i, fa, fb, ba, bb)) = blocks.next() {
             // Almost every block is all finite: its loops then need no masks.
             let finite = all_finite(fa, fb);
@@ -401,24 +401,29 @@ impl<'a> Kernel<'a> {
             }
             if self.ulp {
                 // Distances into a buffer first (a tight loop), then counted: one closure
-                // call per element would not be inlined.
-                let mut n = 0;
-                ulp_distances(self.a.dtype, ba, bb, finite, |d| {
-                    s.ulps[n] = d;
-                    n += 1;
-                });
-                let ulps = &s.ulps[..n];
-                part.ulp_max = ulps.iter().fold(part.ulp_max, |m, &d| m.max(d));
+                // call per element would not be inlined. As f64 for the windows; the maximum
+                // is kept as u64 (an f64 distance may pass 2^53).
+                let (n, max) = if finite && self.a.dtype == DType::F32 {
+                    let ulps = &mut s.values[..fa.len()];
+                    ulp_distances_f32_finite(ba, bb, ulps);
+                    (ulps.len(), ulps.iter().fold(0.0, |m: f64, &d| m.max(d)) as u64)
+                } else {
+                    let (mut n, mut max) = (0, 0);
+                    ulp_distances(self.a.dtype, ba, bb, finite, |d| {
+                        (s.values[n], max) = (d as f64, max.max(d));
+                        n += 1;
+                    });
+                    (n, max)
+                };
+                let ulps = &s.values[..n];
+                part.ulp_max = part.ulp_max.max(max);
                 part.ulp_n += n as u64;
                 match (&self.plan.ulps, &mut l.gathered.ulps) {
                     // The median from the windows alone: no histogram (it is counted in a pass
                     // of its own if the prediction fails).
-                    (Some(w), Some(out)) => {
-                        s.values.iter_mut().zip(ulps).for_each(|(v, &d)| *v = d as f64);
-                        w.offer_block(&s.values[..n], &mut s.flags, out);
-                    }
+                    (Some(w), Some(out)) => w.offer_block(ulps, &mut s.flags, out),
                     (Some(_), None) => {}
-                    (None, _) => ulps.iter().enumerate().for_each(|(j, &d)| l.ulps.add(d as f64, j)),
+                    (None, _) => ulps.iter().enumerate().for_each(|(j, &d)| l.ulps.add(d, j)),
                 }
             }
             l.gathered.check(&self.plan);
@@ -644,7 +649,6 @@ struct Scratch {
     d: [f64; BLOCK],
     /// ULP distances as floats, for the windows.
     values: [f64; BLOCK],
-    ulps: [u64; BLOCK],
     /// Window flags ([`predict::Windows::offer_block`]).
     flags: [u64; BLOCK],
 }
