@@ -156,9 +156,10 @@ lanewise!(Div, div, /);
 /// How [`lanes`] reduces one quantity.
 #[derive(Clone, Copy)]
 pub(crate) enum Op {
-    Add,
-    Max,
-    Min,
+    // The numbers are [`ops`]' code.
+    Add = 0,
+    Max = 1,
+    Min = 2,
 }
 
 /// The reductions of a sweep's `Q` quantities as one number, two bits each, for [`lanes`]'

@@ -80,7 +80,7 @@ pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], finite: bool, mut 
     }
 }
 
-/// [`ulp_distances`] of an all-finite f32 block, as f64 (exact: below 2^33). The ordinals fit
+/// [`ulp_distances`] of an all-finite f32 block, as f64 (exact: below 2^32). The ordinals fit
 /// an i32 and their difference is taken in f64, so the loop needs neither 64-bit integers nor
 /// the u64-to-f64 conversion that AVX2 lacks (2026-12-08, `compare` of 2 x 16 MiB float32:
 /// 406.4M -> 396.4M instructions).
@@ -154,7 +154,7 @@ mod tests {
         let mut got = vec![0.0; want.len()];
         ulp_distances_f32_finite(&a, &b, &mut got);
         assert_eq!(got, want);
-        assert!(got.contains(&(2.0 * 0x7F7F_FFFF as f64)), "the widest distance, past 2^32");
+        assert!(got.contains(&(2.0 * 0x7F7F_FFFF as f64)), "the widest distance, past i32::MAX");
     }
 
     #[test]
