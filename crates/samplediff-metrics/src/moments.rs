@@ -9,7 +9,8 @@
 //! of `sum(a^2) - n mean^2`. Every merge happens in element order, which is what makes the
 //! result independent of the number of threads.
 
-use crate::lanes::{BASELINE_WIDTH, F, LANES, Op, fold, lanes, ops};
+use crate::lanes::Op::{Add, Max, Min};
+use crate::lanes::{BASELINE_WIDTH, F, LANES, fold, lanes, ops};
 use crate::report::{ChannelStats, FrameStats, TensorReport};
 
 /// torch.isclose's tolerances: close when |a-b| <= atol + rtol |b|.
@@ -169,7 +170,7 @@ impl Moments {
         m.c.numel = n as u64;
         m.c.finite = n as u64;
         let [sum_ad, sum_ad2, max_ad, min_nz, sa, sb, sa2, sb2, sab] =
-            lanes::<W, _, { ops([Op::Add, Op::Add, Op::Max, Op::Min, Op::Add, Op::Add, Op::Add, Op::Add, Op::Add]) }>(
+            lanes::<W, _, { ops([Add, Add, Max, Min, Add, Add, Add, Add, Add]) }>(
                 a,
                 b,
                 #[inline(always)]
@@ -190,7 +191,7 @@ impl Moments {
     #[inline(always)]
     fn of_finite<const W: usize>(a: &[f64], b: &[f64], tol: Tol, floor: Option<f64>) -> Self {
         let mut m = Self::finite_sums::<W>(a, b);
-        let [sum_rel, max_rel, close, b_zero] = lanes::<W, _, { ops([Op::Add, Op::Max, Op::Add, Op::Add]) }>(
+        let [sum_rel, max_rel, close, b_zero] = lanes::<W, _, { ops([Add, Max, Add, Add]) }>(
             a,
             b,
             #[inline(always)]
@@ -214,33 +215,30 @@ impl Moments {
     #[inline(always)]
     pub(crate) fn of_finite_in_band<const W: usize>(a: &[f64], b: &[f64], tol: Tol, band: Band) -> (Self, BandBlock) {
         let mut m = Self::finite_sums::<W>(a, b);
-        let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] = lanes::<
-            W,
-            _,
-            { ops([Op::Add, Op::Max, Op::Add, Op::Add, Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add]) },
-        >(
-            a,
-            b,
-            #[inline(always)]
-            |x: F<W>, y: F<W>| {
-                let PairTerms { d, ay, rel, close, b_zero } = PairTerms::of(x, y, tol);
-                let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
-                // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
-                let (hi, lo) = (ay.ge(F::splat(band.hi)), ay.lt(F::splat(band.lo)));
-                [
-                    rel,
-                    rel,
-                    close,
-                    b_zero,
-                    hi.select(rel, zero),
-                    hi.select(rel, ninf),
-                    lo.select(d, zero),
-                    lo.select(d, ninf),
-                    hi.one(),
-                    lo.one(),
-                ]
-            },
-        );
+        let [sum_rel, max_rel, close, b_zero, sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo] =
+            lanes::<W, _, { ops([Add, Max, Add, Add, Add, Max, Add, Max, Add, Add]) }>(
+                a,
+                b,
+                #[inline(always)]
+                |x: F<W>, y: F<W>| {
+                    let PairTerms { d, ay, rel, close, b_zero } = PairTerms::of(x, y, tol);
+                    let (zero, ninf) = (F::splat(0.0), F::splat(f64::NEG_INFINITY));
+                    // Above the band every floor divides by |b| (> 0): the floored error is `rel`.
+                    let (hi, lo) = (ay.ge(F::splat(band.hi)), ay.lt(F::splat(band.lo)));
+                    [
+                        rel,
+                        rel,
+                        close,
+                        b_zero,
+                        hi.select(rel, zero),
+                        hi.select(rel, ninf),
+                        lo.select(d, zero),
+                        lo.select(d, ninf),
+                        hi.one(),
+                        lo.one(),
+                    ]
+                },
+            );
         (m.sum_rel, m.max_rel) = (sum_rel, max_rel);
         (m.c.close, m.c.b_zero) = (close as u64, b_zero as u64);
         m.centre::<W, true>(a, b);
@@ -275,7 +273,7 @@ impl Moments {
             return;
         }
         let (ma, mb) = (self.sum_a / n as f64, self.sum_b / n as f64);
-        let [saa, sbb, sab] = lanes::<W, _, { ops([Op::Add; 3]) }>(
+        let [saa, sbb, sab] = lanes::<W, _, { ops([Add; 3]) }>(
             a,
             b,
             #[inline(always)]

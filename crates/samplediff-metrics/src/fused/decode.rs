@@ -47,18 +47,10 @@ pub(crate) fn decode(dtype: DType, bytes: &[u8], out: &mut [f64]) {
 }
 
 /// Call `f(d)` with the ULP distance of every pair of the block where both sides are finite
-/// (same float dtype on both sides; see [`crate::ulp`]). `finite`: the caller knows every
-/// value of the block is finite, so no element needs the check.
+/// (same float dtype on both sides; see [`crate::ulp`]).
 #[inline(always)]
-pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], finite: bool, mut f: impl FnMut(u64)) {
+pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], mut f: impl FnMut(u64)) {
     match dtype {
-        DType::F32 if finite => {
-            for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-                let (x, y) =
-                    (u32::from_le_bytes(x.try_into().expect("4")), u32::from_le_bytes(y.try_into().expect("4")));
-                f(ordinal_f32_finite(x).abs_diff(ordinal_f32_finite(y)));
-            }
-        }
         // The common case without the per-element dtype dispatch of `ordinal`.
         DType::F32 => {
             for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
@@ -80,34 +72,38 @@ pub(crate) fn ulp_distances(dtype: DType, a: &[u8], b: &[u8], finite: bool, mut 
     }
 }
 
-/// [`ulp_distances`] of an all-finite f32 block, as f64 (exact: below 2^32). The ordinals fit
-/// an i32 and their difference is taken in f64, so the loop needs neither 64-bit integers nor
-/// the u64-to-f64 conversion that AVX2 lacks (2026-12-08, `compare` of 2 x 16 MiB float32:
-/// 406.4M -> 396.4M instructions).
+/// [`ulp_distances`] of a block as f64 into `out` (the windows' form), with their count and
+/// their largest as u64 (an f64 tensor's distance may pass 2^53, beyond f64's integers).
 #[inline(always)]
-pub(crate) fn ulp_distances_f32_finite(a: &[u8], b: &[u8], out: &mut [f64]) {
-    let n = out.len();
-    let (a, b) = (&a[..4 * n], &b[..4 * n]);
-    // Indexed (the bounds checks hoisted): written as zipped chunks, the loop stayed scalar.
-    for i in 0..n {
-        let word = |s: &[u8]| u32::from_le_bytes(s[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        out[i] = (ordinal_f32_finite_i32(word(a)) as f64 - ordinal_f32_finite_i32(word(b)) as f64).abs();
+pub(crate) fn ulp_block(dtype: DType, a: &[u8], b: &[u8], finite: bool, out: &mut [f64]) -> (usize, u64) {
+    if finite && dtype == DType::F32 {
+        // The common case, straight in f64 (exact: below 2^32): an f32's ordinal fits an i32
+        // and the difference is taken in f64, so the loop needs neither 64-bit integers nor the
+        // u64-to-f64 conversion that AVX2 lacks (2026-12-08, `compare` of 2 x 16 MiB float32:
+        // 406.4M -> 396.4M instructions).
+        let n = a.len() / 4;
+        let (a, b, out) = (&a[..4 * n], &b[..4 * n], &mut out[..n]);
+        // Indexed (the bounds checks hoisted): written as zipped chunks, the loop stayed scalar.
+        for i in 0..n {
+            let word = |s: &[u8]| u32::from_le_bytes(s[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+            out[i] = (ordinal_f32_finite(word(a)) as f64 - ordinal_f32_finite(word(b)) as f64).abs();
+        }
+        return (n, out.iter().fold(0.0, |m: f64, &d| m.max(d)) as u64);
     }
+    let (mut n, mut max) = (0, 0);
+    ulp_distances(dtype, a, b, |d| {
+        (out[n], max) = (d as f64, max.max(d));
+        n += 1;
+    });
+    (n, max)
 }
 
-/// [`ordinal_f32_finite`] in an i32 (a finite f32's magnitude bits are below 2^31).
+/// [`ordinal`] for the bits of a finite f32, branch-free, in an i32 (its magnitude bits are
+/// below 2^31).
 #[inline(always)]
-fn ordinal_f32_finite_i32(bits: u32) -> i32 {
+fn ordinal_f32_finite(bits: u32) -> i32 {
     let mag = (bits & 0x7FFF_FFFF) as i32;
     let neg = (bits as i32) >> 31; // 0 or -1
-    (mag ^ neg) - neg
-}
-
-/// [`ordinal`] for the bits of a finite f32: branch-free.
-#[inline(always)]
-fn ordinal_f32_finite(bits: u32) -> i64 {
-    let mag = (bits & 0x7FFF_FFFF) as i64;
-    let neg = -((bits >> 31) as i64); // 0 or -1
     (mag ^ neg) - neg
 }
 
@@ -131,8 +127,7 @@ mod tests {
         {
             assert_eq!(ordinal_f32(bits), ordinal(DType::F32, &bits.to_le_bytes()), "{bits:#x}");
             if let Some(o) = ordinal_f32(bits) {
-                assert_eq!(ordinal_f32_finite(bits), o, "{bits:#x}");
-                assert_eq!(ordinal_f32_finite_i32(bits) as i64, o, "{bits:#x}");
+                assert_eq!(ordinal_f32_finite(bits) as i64, o, "{bits:#x}");
             }
         }
     }
@@ -150,10 +145,11 @@ mod tests {
                 (a, b)
             });
         let mut want = vec![];
-        ulp_distances(DType::F32, &a, &b, true, |d| want.push(d as f64));
+        ulp_distances(DType::F32, &a, &b, |d| want.push(d as f64));
         let mut got = vec![0.0; want.len()];
-        ulp_distances_f32_finite(&a, &b, &mut got);
+        let (n, max) = ulp_block(DType::F32, &a, &b, true, &mut got);
         assert_eq!(got, want);
+        assert_eq!((n, max), (want.len(), 2 * 0x7F7F_FFFF));
         assert!(got.contains(&(2.0 * 0x7F7F_FFFF as f64)), "the widest distance, past i32::MAX");
     }
 

@@ -26,7 +26,7 @@ mod workers;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use samplediff_formats::{DType, RawTensor};
+use samplediff_formats::RawTensor;
 
 use crate::compare::{Begin, begin, unravel};
 use crate::lanes::BASELINE_WIDTH;
@@ -36,7 +36,7 @@ use crate::quantiles::{decade_histogram, percentiles, quantile_positions};
 use crate::report::{TensorReport, WorstElement};
 use crate::{Result, hints};
 use decades::Decades;
-use decode::{BLOCK, decode, ulp_distances, ulp_distances_f32_finite};
+use decode::{BLOCK, decode, ulp_block, ulp_distances};
 use predict::{BandSums, Gathered, Plan, Windows, WindowsOut};
 use select::{FirstPass, PassOut, Request, Selection};
 pub use workers::available_threads;
@@ -401,20 +401,8 @@ impl<'a> Kernel<'a> {
             }
             if self.ulp {
                 // Distances into a buffer first (a tight loop), then counted: one closure
-                // call per element would not be inlined. As f64 for the windows; the maximum
-                // is kept as u64 (an f64 distance may pass 2^53).
-                let (n, max) = if finite && self.a.dtype == DType::F32 {
-                    let ulps = &mut s.values[..fa.len()];
-                    ulp_distances_f32_finite(ba, bb, ulps);
-                    (ulps.len(), ulps.iter().fold(0.0, |m: f64, &d| m.max(d)) as u64)
-                } else {
-                    let (mut n, mut max) = (0, 0);
-                    ulp_distances(self.a.dtype, ba, bb, finite, |d| {
-                        (s.values[n], max) = (d as f64, max.max(d));
-                        n += 1;
-                    });
-                    (n, max)
-                };
+                // call per element would not be inlined.
+                let (n, max) = ulp_block(self.a.dtype, ba, bb, finite, &mut s.values);
                 let ulps = &s.values[..n];
                 part.ulp_max = part.ulp_max.max(max);
                 part.ulp_n += n as u64;
@@ -521,7 +509,7 @@ impl<'a> Kernel<'a> {
                 };
                 match stream {
                     Stream::Errors => fa.iter().zip(fb).filter_map(|(&x, &y)| abs_diff(x, y)).for_each(add),
-                    Stream::Ulps => ulp_distances(self.a.dtype, ba, bb, false, |d| add(d as f64)),
+                    Stream::Ulps => ulp_distances(self.a.dtype, ba, bb, |d| add(d as f64)),
                 }
             }
             self.finish_chunk(c);
@@ -558,7 +546,7 @@ impl<'a> Kernel<'a> {
                 }
             }
             if wants_ulps {
-                ulp_distances(self.a.dtype, ba, bb, false, |d| req_u.offer(d as f64, out_u));
+                ulp_distances(self.a.dtype, ba, bb, |d| req_u.offer(d as f64, out_u));
             }
         }
         self.finish_chunk(c);

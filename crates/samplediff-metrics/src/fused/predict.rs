@@ -19,7 +19,8 @@ use super::{Kernel, workers};
 use std::array::from_fn;
 
 use super::select::COLLECT_BUDGET;
-use crate::lanes::{F, Op, lanes, ops};
+use crate::lanes::Op::{Add, Max};
+use crate::lanes::{F, lanes, ops};
 use crate::moments::{Band, BandBlock, Floored, abs_diff};
 use crate::options::DEFAULT_REL_FLOOR_FRACTION;
 use crate::quantiles::QUANTILES;
@@ -145,7 +146,7 @@ impl Sample {
                 }
             }
             if k.ulp {
-                ulp_distances(k.a.dtype, ba, bb, false, |d| s.ulps.push(d as f64));
+                ulp_distances(k.a.dtype, ba, bb, |d| s.ulps.push(d as f64));
             }
         }
         s
@@ -475,7 +476,7 @@ impl BandSums {
         // A branch-free sweep (it vectorises), then, only if some pair fell inside the band, a
         // second to keep those pairs.
         let [sum_hi, max_hi, sum_lo, max_lo, n_hi, n_lo, n_in] =
-            lanes::<W, _, { ops([Op::Add, Op::Max, Op::Add, Op::Max, Op::Add, Op::Add, Op::Add]) }>(
+            lanes::<W, _, { ops([Add, Max, Add, Max, Add, Add, Add]) }>(
                 a,
                 b,
                 #[inline(always)]
